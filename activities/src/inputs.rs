@@ -1,0 +1,124 @@
+//! The inputs of the activities, as the workflow sends them (serialized into history: fields
+//! are only ever added).
+
+use sellwindow_domain::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListingKey {
+    pub sell_window_id: SellWindowId,
+    pub product_id: ProductId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReservationWrite {
+    pub listing: ListingKey,
+    pub orders: Vec<NewOrder>,
+    /// The order whose units filled the quota, when this batch closed it.
+    pub quota_closed_by: Option<OrderId>,
+    /// `(reserved_qty, threshold_qty)` when this batch reached the threshold.
+    pub threshold_reached: Option<(u32, u32)>,
+    pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfirmWrite {
+    pub listing: ListingKey,
+    pub batch_id: BatchId,
+    pub payment_due_at: UnixMillis,
+    pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentsWrite {
+    pub listing: ListingKey,
+    pub payments: Vec<PaymentToOpen>,
+    pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaidWrite {
+    pub listing: ListingKey,
+    pub order_id: OrderId,
+    pub payment_id: PaymentId,
+    pub customer_id: CustomerId,
+    pub qty: Qty,
+    pub event_id: String,
+    pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureWrite {
+    pub listing: ListingKey,
+    pub order_id: OrderId,
+    pub payment_id: PaymentId,
+    pub customer_id: CustomerId,
+    pub error: String,
+    pub failures: u32,
+    pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReleaseReason {
+    /// The payment deadline passed or the provider said the payment expired.
+    PaymentExpired,
+    /// close_at came with the order still unpaid.
+    UnpaidAtClose,
+    /// The window closed without a confirmed batch: the group did not form.
+    GroupNotFormed,
+    /// `CANCEL_AND_REFUND`: the paid quantity stayed under the threshold; paid orders cancel.
+    PaidUnderThreshold,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseWrite {
+    pub listing: ListingKey,
+    pub orders: Vec<Released>,
+    pub to: OrderStatus,
+    pub reason: ReleaseReason,
+    pub quota_reopened: bool,
+    pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundWrite {
+    pub listing: ListingKey,
+    pub order_id: OrderId,
+    pub payment_id: PaymentId,
+    pub customer_id: CustomerId,
+    pub amount: Money,
+    pub reason: String,
+    pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FinalizeKind {
+    /// Never confirmed by close_at.
+    GroupNotFormed,
+    NothingToProduce,
+    /// `CANCEL_AND_REFUND` with the paid quantity under the threshold.
+    CancelledUnderThreshold,
+    Produce {
+        work_order_id: WorkOrderId,
+        steps: Vec<(StepId, String)>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalizeWrite {
+    pub listing: ListingKey,
+    pub batch_id: BatchId,
+    pub final_paid_qty: u32,
+    pub kind: FinalizeKind,
+    pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepWrite {
+    pub listing: ListingKey,
+    pub work_order_id: WorkOrderId,
+    pub step_id: StepId,
+    /// Set when this was the last step: every paid order ships.
+    pub shipments: Option<Vec<(OrderId, CustomerId, Qty)>>,
+    pub at: UnixMillis,
+}

@@ -1,0 +1,13 @@
+//! All I/O of the saga: the store, the quota-locking write, payments, notifications, batch,
+//! work order and shipments. Each activity is one database transaction keyed by the ids it
+//! carries, so Temporal may run it any number of times and the effect happens once.
+
+pub mod activities;
+pub mod inputs;
+pub mod notify;
+pub mod queries;
+pub mod store;
+
+pub use activities::SellWindowActivities;
+pub use notify::{LogSink, NotificationSink};
+pub use store::{Backend, Store, StoreError};

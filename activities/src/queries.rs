@@ -1,0 +1,1 @@
+//! Reads and catalog writes for the API.

@@ -1,0 +1,9 @@
+//! Deterministic orchestration of one listing (a product in a sell window): the pure state
+//! machine in [`machine`], and the `SellWindow` Temporal workflow in [`sell_window`] that drives
+//! it with updates, signals, durable timers and activities.
+
+pub mod machine;
+pub mod rejection;
+pub mod sell_window;
+
+pub use sell_window::{SEARCH_ATTRIBUTES, SellWindowWorkflow};

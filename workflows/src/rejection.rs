@@ -1,0 +1,56 @@
+//! How the workflow refuses an update in its validator: a message prefixed with the gRPC code
+//! the API must answer with. A refused update leaves no history.
+
+/// The codes a validator may refuse with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectCode {
+    FailedPrecondition,
+    NotFound,
+    InvalidArgument,
+}
+
+impl RejectCode {
+    fn prefix(self) -> &'static str {
+        match self {
+            RejectCode::FailedPrecondition => "FAILED_PRECONDITION",
+            RejectCode::NotFound => "NOT_FOUND",
+            RejectCode::InvalidArgument => "INVALID_ARGUMENT",
+        }
+    }
+}
+
+pub fn reject(
+    code: RejectCode,
+    msg: impl std::fmt::Display,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    format!("{}: {msg}", code.prefix()).into()
+}
+
+/// Splits a rejection message back into its code and text (None if it is not one of ours).
+pub fn parse(msg: &str) -> Option<(RejectCode, &str)> {
+    [
+        RejectCode::FailedPrecondition,
+        RejectCode::NotFound,
+        RejectCode::InvalidArgument,
+    ]
+    .into_iter()
+    .find_map(|c| {
+        msg.find(&format!("{}: ", c.prefix()))
+            .map(|at| (c, &msg[at + c.prefix().len() + 2..]))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rejection_round_trips_through_its_message() {
+        let e = reject(RejectCode::NotFound, "unknown step s-9");
+        assert_eq!(
+            parse(&format!("Update failed: {e}")),
+            Some((RejectCode::NotFound, "unknown step s-9"))
+        );
+        assert_eq!(parse("something else"), None);
+    }
+}

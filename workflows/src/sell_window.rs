@@ -1,0 +1,601 @@
+//! The `SellWindow` workflow: one per listing, id [`listing_workflow_id`]. It is the single
+//! writer of the listing's quota. Every handler decides in [`Listing`] first (before its first
+//! `.await`, so interleaved handlers can never both take the last units), then persists the
+//! decision with an activity, then answers. The run method tells the seed's story: take
+//! reservations and payments until close_at (expiring unpaid orders at their deadlines),
+//! finalize, then wait for production to complete.
+
+use crate::machine::{FinalOutcome, FinalizePlan, Listing, PaymentEffect};
+use crate::rejection::{RejectCode, reject};
+use sellwindow_activities::SellWindowActivities as Acts;
+use sellwindow_activities::inputs::*;
+use sellwindow_domain::*;
+use std::time::{Duration, UNIX_EPOCH};
+use temporalio_common::search_attributes::SearchAttributeKey;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityOptions, LocalActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult,
+};
+
+pub const SA_SELL_WINDOW: SearchAttributeKey<String> = SearchAttributeKey::keyword("SellWindowId");
+pub const SA_PRODUCT: SearchAttributeKey<String> = SearchAttributeKey::keyword("ProductId");
+pub const SA_PHASE: SearchAttributeKey<String> = SearchAttributeKey::keyword("ListingPhase");
+/// The custom search attributes (all Keyword) the server must know before workers start.
+pub const SEARCH_ATTRIBUTES: [&str; 3] = ["SellWindowId", "ProductId", "ListingPhase"];
+
+/// What a failed update handler answers with.
+type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Orders per activity call when many change at once (confirm, close).
+const CHUNK: usize = 500;
+
+#[workflow]
+pub struct SellWindowWorkflow {
+    listing: Listing,
+    /// Handlers still running: the workflow does not complete under them.
+    busy: u32,
+    /// The phase last published as a search attribute.
+    published_phase: Option<Phase>,
+}
+
+fn now(ctx: &WorkflowContext<SellWindowWorkflow>) -> UnixMillis {
+    let t = ctx
+        .workflow_time()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    UnixMillis(t.as_millis() as i64)
+}
+
+fn act_opts(summary: &str) -> ActivityOptions {
+    let mut o = ActivityOptions::start_to_close_timeout(Duration::from_secs(60));
+    o.summary = Some(summary.to_string());
+    o
+}
+
+fn key(ctx: &WorkflowContext<SellWindowWorkflow>) -> ListingKey {
+    ctx.state(|s| ListingKey {
+        sell_window_id: s.listing.spec.sell_window_id.clone(),
+        product_id: s.listing.spec.product_id.clone(),
+    })
+}
+
+/// Runs an activity until it succeeds: every activity is idempotent and retried by Temporal
+/// with backoff, so a failure here only means the workflow was cancelled.
+macro_rules! persist {
+    ($ctx:expr, $act:expr, $input:expr, $summary:expr) => {
+        $ctx.execute_activity($act, $input, act_opts($summary))
+            .await?
+    };
+}
+
+#[workflow_methods]
+impl SellWindowWorkflow {
+    #[init]
+    pub fn new(_ctx: &WorkflowContextView, spec: ListingSpec) -> Self {
+        Self {
+            listing: Listing::new(spec),
+            busy: 0,
+            published_phase: None,
+        }
+    }
+
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<ListingFigures> {
+        publish(ctx);
+        // Reservations and payments until close_at; unpaid orders expire at their deadlines.
+        loop {
+            let t = now(ctx);
+            let close_at = ctx.state(|s| s.listing.spec.close_at);
+            if t >= close_at {
+                break;
+            }
+            let next = ctx.state(|s| s.listing.next_payment_deadline());
+            if next.is_some_and(|d| d <= t) {
+                expire_due(ctx, t).await?;
+                continue;
+            }
+            let wake = next.map_or(close_at, |d| d.min(close_at));
+            let sleep = Duration::from_millis((wake.0 - t.0).max(1) as u64);
+            let summary = if wake == close_at {
+                "close_at"
+            } else {
+                "payment deadline"
+            };
+            temporalio_sdk::workflows::select! {
+                _ = ctx.timer(temporalio_sdk::TimerOptions::builder(sleep).summary(summary.to_string()).build()) => {}
+                // Confirm (or a late reservation) brought a deadline earlier than the timer.
+                _ = ctx.wait_condition(move |s: &Self| s.listing.next_payment_deadline().is_some_and(|d| d < wake)) => {}
+            }
+        }
+        finalize(ctx).await?;
+        publish(ctx);
+        ctx.wait_condition(|s: &Self| s.listing.phase.is_final() && s.busy == 0)
+            .await?;
+        publish(ctx);
+        Ok(ctx.state(|s| s.listing.figures()))
+    }
+
+    #[query]
+    pub fn figures(&self, _ctx: &WorkflowContextView) -> ListingFigures {
+        self.listing.figures()
+    }
+
+    #[query]
+    pub fn order(&self, _ctx: &WorkflowContextView, order_id: OrderId) -> Option<OrderView> {
+        self.listing.order_view(&order_id)
+    }
+
+    #[update_validator(reserve)]
+    fn validate_reserve(
+        &self,
+        _ctx: &WorkflowContextView,
+        batch: &ReserveBatch,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if batch.items.is_empty() {
+            return Err(reject(
+                RejectCode::InvalidArgument,
+                "empty reservation batch",
+            ));
+        }
+        if !self.listing.phase.accepts_reservations() {
+            return Err(reject(
+                RejectCode::FailedPrecondition,
+                format!("the sell window is closed ({})", self.listing.phase),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Takes units for a batch of reservations (coalesced by the API), writes them with the
+    /// quota-locking activity, and answers each reservation in arrival order.
+    #[update]
+    pub async fn reserve(
+        ctx: &mut WorkflowContext<Self>,
+        batch: ReserveBatch,
+    ) -> Result<Vec<ReserveOutcome>, HandlerError> {
+        let t = now(ctx);
+        let mut plan = ctx.state_mut(|s| {
+            s.busy += 1;
+            s.listing.reserve(&batch.items, t)
+        });
+        if !plan.accepted.is_empty() {
+            let write = ctx.state(|s| ReservationWrite {
+                listing: ListingKey {
+                    sell_window_id: s.listing.spec.sell_window_id.clone(),
+                    product_id: s.listing.spec.product_id.clone(),
+                },
+                orders: plan.accepted.clone(),
+                quota_closed_by: plan
+                    .quota_closed
+                    .then(|| plan.accepted.last().map(|o| o.order_id.clone()))
+                    .flatten(),
+                threshold_reached: plan
+                    .threshold_reached
+                    .then_some((s.listing.reserved_qty, s.listing.spec.min_qty)),
+                at: t,
+            });
+            let opts = LocalActivityOptions::builder()
+                .start_to_close_timeout(Duration::from_secs(10))
+                .schedule_to_close_timeout(Duration::from_secs(30))
+                .summary("record reservations".to_string())
+                .build();
+            let written = ctx
+                .execute_local_activity(Acts::record_reservations, write, opts)
+                .await;
+            if let Err(e) = written {
+                // Nothing was written: give the units back before answering.
+                ctx.state_mut(|s| s.listing.undo_reserve(&mut plan, &e.to_string()));
+            } else {
+                let due: Vec<OrderId> = plan
+                    .accepted
+                    .iter()
+                    .filter(|o| o.status == OrderStatus::PaymentRequested)
+                    .map(|o| o.order_id.clone())
+                    .collect();
+                if !due.is_empty() {
+                    open_payments(ctx, &due, t)
+                        .await
+                        .map_err(|e| HandlerError::from(anyhow_msg(e)))?;
+                    // Answers carry the pay link's payment id.
+                    ctx.state(|s| {
+                        for outcome in plan.outcomes.iter_mut() {
+                            if let ReserveOutcome::Reserved(v) = outcome
+                                && let Some(fresh) = s.listing.order_view(&v.order_id)
+                            {
+                                *v = fresh;
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        ctx.state_mut(|s| s.busy -= 1);
+        Ok(plan.outcomes)
+    }
+
+    #[update_validator(confirm)]
+    fn validate_confirm(
+        &self,
+        _ctx: &WorkflowContextView,
+        _input: &(),
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        match self.listing.confirm_refusal() {
+            Some(why) => Err(reject(RejectCode::FailedPrecondition, why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Confirms the batch (the group formed): every reserving customer is asked to pay.
+    #[update]
+    pub async fn confirm(
+        ctx: &mut WorkflowContext<Self>,
+        _input: (),
+    ) -> Result<ConfirmOutcome, HandlerError> {
+        let t = now(ctx);
+        let first = ctx.state(|s| s.listing.batch_status != BatchStatus::Confirmed);
+        let moved = ctx
+            .state_mut(|s| {
+                s.busy += 1;
+                s.listing.confirm(t)
+            })
+            .map_err(HandlerError::from)?;
+        let result = async {
+            if first {
+                publish(ctx);
+                let (batch_id, due) = ctx.state(|s| {
+                    (
+                        s.listing.spec.batch_id(),
+                        s.listing
+                            .next_payment_deadline()
+                            .unwrap_or(s.listing.spec.close_at),
+                    )
+                });
+                let write = ConfirmWrite {
+                    listing: key(ctx),
+                    batch_id,
+                    payment_due_at: due,
+                    at: t,
+                };
+                persist!(ctx, Acts::confirm_batch, write, "confirm batch");
+                open_payments(ctx, &moved, t).await?;
+            }
+            WorkflowResult::Ok(())
+        }
+        .await;
+        ctx.state_mut(|s| s.busy -= 1);
+        result.map_err(|e| HandlerError::from(anyhow_msg(e)))?;
+        Ok(ctx.state(|s| ConfirmOutcome {
+            batch_id: s.listing.spec.batch_id(),
+            confirmed_at: s.listing.confirmed_at.unwrap_or(t),
+            payment_requested_orders: moved.len() as u32,
+        }))
+    }
+
+    /// A verified provider callback for one of this listing's payments.
+    #[signal]
+    pub async fn payment_result(ctx: &mut WorkflowContext<Self>, r: PaymentResult) {
+        ctx.state_mut(|s| s.busy += 1);
+        if let Err(e) = apply_payment(ctx, &r).await {
+            tracing::warn!(error = %anyhow_msg(e), "payment result not applied");
+        }
+        ctx.state_mut(|s| s.busy -= 1);
+    }
+
+    #[update_validator(complete_step)]
+    fn validate_complete_step(
+        &self,
+        _ctx: &WorkflowContextView,
+        step: &StepId,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        match self.listing.step_refusal(step) {
+            Some(why) if why.starts_with("unknown") => Err(reject(RejectCode::NotFound, why)),
+            Some(why) => Err(reject(RejectCode::FailedPrecondition, why)),
+            None => Ok(()),
+        }
+    }
+
+    /// An operator finished a work step; the last one completes production and ships.
+    #[update]
+    pub async fn complete_step(
+        ctx: &mut WorkflowContext<Self>,
+        step: StepId,
+    ) -> Result<StepOutcome, HandlerError> {
+        let t = now(ctx);
+        let (changed, shipments, work_order_id) = ctx.state_mut(|s| {
+            s.busy += 1;
+            let changed = s.listing.complete_step(&step);
+            let shipments = (changed == Some(true)).then(|| s.listing.paid_orders());
+            (changed, shipments, s.listing.work_order_id.clone())
+        });
+        let work_order_id = work_order_id.expect("validated: in production");
+        let result = async {
+            if changed.is_some() {
+                let write = StepWrite {
+                    listing: key(ctx),
+                    work_order_id: work_order_id.clone(),
+                    step_id: step.clone(),
+                    shipments,
+                    at: t,
+                };
+                persist!(ctx, Acts::complete_step, write, "complete work step");
+            }
+            WorkflowResult::Ok(())
+        }
+        .await;
+        ctx.state_mut(|s| s.busy -= 1);
+        publish(ctx);
+        result.map_err(|e| HandlerError::from(anyhow_msg(e)))?;
+        Ok(StepOutcome {
+            work_order_id,
+            step_id: step,
+            production_completed: ctx.state(|s| s.listing.phase == Phase::Shipped),
+        })
+    }
+}
+
+fn anyhow_msg(e: temporalio_sdk::WorkflowTermination) -> String {
+    format!("{e:?}")
+}
+
+/// Publishes the phase as a search attribute (when it changed) and the figures as the
+/// workflow's current details, for operators in the Temporal UI.
+fn publish(ctx: &WorkflowContext<SellWindowWorkflow>) {
+    let (f, changed) = ctx.state_mut(|s| {
+        let f = s.listing.figures();
+        let changed = s.published_phase != Some(f.phase);
+        s.published_phase = Some(f.phase);
+        (f, changed)
+    });
+    if changed {
+        ctx.upsert_search_attributes([
+            SA_SELL_WINDOW.value_set(f.sell_window_id.to_string()),
+            SA_PRODUCT.value_set(f.product_id.to_string()),
+            SA_PHASE.value_set(f.phase.as_str().to_string()),
+        ]);
+    }
+    ctx.set_current_details(format!(
+        "**{}** · quota {} · sold {}/{} · reserved {} · paid {} · threshold {} ({}) · batch {}",
+        f.phase,
+        f.quota_status,
+        f.sold_qty,
+        f.max_qty,
+        f.reserved_qty,
+        f.paid_qty,
+        f.threshold_status,
+        f.min_qty,
+        f.batch_status
+    ));
+}
+
+async fn open_payments(
+    ctx: &WorkflowContext<SellWindowWorkflow>,
+    orders: &[OrderId],
+    t: UnixMillis,
+) -> WorkflowResult<()> {
+    let payments = ctx.state_mut(|s| s.listing.open_payments(orders));
+    for chunk in payments.chunks(CHUNK) {
+        let write = PaymentsWrite {
+            listing: key(ctx),
+            payments: chunk.to_vec(),
+            at: t,
+        };
+        persist!(ctx, Acts::open_payments, write, "open payments");
+    }
+    Ok(())
+}
+
+async fn expire_due(
+    ctx: &WorkflowContext<SellWindowWorkflow>,
+    t: UnixMillis,
+) -> WorkflowResult<()> {
+    let (released, reopened) = ctx.state_mut(|s| s.listing.expire_due(t));
+    release(
+        ctx,
+        released,
+        OrderStatus::Expired,
+        ReleaseReason::PaymentExpired,
+        reopened,
+        t,
+    )
+    .await?;
+    publish(ctx);
+    Ok(())
+}
+
+async fn release(
+    ctx: &WorkflowContext<SellWindowWorkflow>,
+    orders: Vec<Released>,
+    to: OrderStatus,
+    reason: ReleaseReason,
+    quota_reopened: bool,
+    t: UnixMillis,
+) -> WorkflowResult<()> {
+    for chunk in orders.chunks(CHUNK) {
+        let write = ReleaseWrite {
+            listing: key(ctx),
+            orders: chunk.to_vec(),
+            to,
+            reason,
+            quota_reopened,
+            at: t,
+        };
+        persist!(ctx, Acts::release_orders, write, "release orders");
+    }
+    Ok(())
+}
+
+async fn apply_payment(
+    ctx: &WorkflowContext<SellWindowWorkflow>,
+    r: &PaymentResult,
+) -> WorkflowResult<()> {
+    let t = now(ctx);
+    let effect = ctx.state_mut(|s| s.listing.apply_payment(r));
+    let listing = key(ctx);
+    match effect {
+        PaymentEffect::Paid { customer_id, qty } => {
+            let write = PaidWrite {
+                listing,
+                order_id: r.order_id.clone(),
+                payment_id: r.payment_id.clone(),
+                customer_id,
+                qty,
+                event_id: r.event_id.clone(),
+                at: t,
+            };
+            persist!(ctx, Acts::mark_paid, write, "mark order paid");
+        }
+        PaymentEffect::Failed {
+            customer_id,
+            failures,
+        } => {
+            let write = FailureWrite {
+                listing,
+                order_id: r.order_id.clone(),
+                payment_id: r.payment_id.clone(),
+                customer_id,
+                error: r.error.clone().unwrap_or_else(|| "payment failed".into()),
+                failures,
+                at: t,
+            };
+            persist!(
+                ctx,
+                Acts::record_payment_failure,
+                write,
+                "record payment failure"
+            );
+        }
+        PaymentEffect::Expired {
+            released,
+            quota_reopened,
+        } => {
+            release(
+                ctx,
+                vec![released],
+                OrderStatus::Expired,
+                ReleaseReason::PaymentExpired,
+                quota_reopened,
+                t,
+            )
+            .await?;
+        }
+        PaymentEffect::Refund {
+            customer_id,
+            amount,
+        } => {
+            let write = RefundWrite {
+                listing,
+                order_id: r.order_id.clone(),
+                payment_id: r.payment_id.clone(),
+                customer_id,
+                amount,
+                reason: "the payment arrived after the order had closed".into(),
+                at: t,
+            };
+            persist!(ctx, Acts::refund_payment, write, "refund late payment");
+        }
+        PaymentEffect::Ignore => {}
+    }
+    publish(ctx);
+    Ok(())
+}
+
+/// close_at: the seed's finalize_requested → finalized → production.scheduled → started.
+async fn finalize(ctx: &WorkflowContext<SellWindowWorkflow>) -> WorkflowResult<()> {
+    let t = now(ctx);
+    let plan = ctx.state_mut(|s| s.listing.finalize(t));
+    let (batch_id, names) =
+        ctx.state(|s| (s.listing.spec.batch_id(), s.listing.spec.work_steps.clone()));
+    let listing = key(ctx);
+    let (final_paid_qty, kind) = match plan {
+        FinalizePlan::Failed { cancelled } => {
+            release(
+                ctx,
+                cancelled,
+                OrderStatus::Cancelled,
+                ReleaseReason::GroupNotFormed,
+                false,
+                t,
+            )
+            .await?;
+            (0, FinalizeKind::GroupNotFormed)
+        }
+        FinalizePlan::Finalized {
+            expired,
+            final_paid_qty,
+            outcome,
+        } => {
+            release(
+                ctx,
+                expired,
+                OrderStatus::Expired,
+                ReleaseReason::UnpaidAtClose,
+                false,
+                t,
+            )
+            .await?;
+            let kind = match outcome {
+                FinalOutcome::Produce { work_order_id } => {
+                    let steps = ctx.state(|s| {
+                        s.listing
+                            .steps
+                            .iter()
+                            .map(|(id, _)| id.clone())
+                            .collect::<Vec<_>>()
+                    });
+                    let steps = steps
+                        .into_iter()
+                        .enumerate()
+                        .map(|(n, id)| {
+                            (
+                                id,
+                                names.get(n).cloned().unwrap_or_else(|| "produce".into()),
+                            )
+                        })
+                        .collect();
+                    FinalizeKind::Produce {
+                        work_order_id,
+                        steps,
+                    }
+                }
+                FinalOutcome::NothingToProduce => FinalizeKind::NothingToProduce,
+                FinalOutcome::CancelAndRefund { refunded } => {
+                    release(
+                        ctx,
+                        refunded.clone(),
+                        OrderStatus::Cancelled,
+                        ReleaseReason::PaidUnderThreshold,
+                        false,
+                        t,
+                    )
+                    .await?;
+                    let price = ctx.state(|s| s.listing.spec.unit_price.clone());
+                    for r in refunded {
+                        if let Some(payment_id) = r.payment_id {
+                            let write = RefundWrite {
+                                listing: listing.clone(),
+                                order_id: r.order_id,
+                                payment_id,
+                                customer_id: r.customer_id,
+                                amount: price.times(r.qty.get()),
+                                reason: "the group bought less than the threshold".into(),
+                                at: t,
+                            };
+                            persist!(ctx, Acts::refund_payment, write, "refund under threshold");
+                        }
+                    }
+                    FinalizeKind::CancelledUnderThreshold
+                }
+            };
+            (final_paid_qty, kind)
+        }
+    };
+    let write = FinalizeWrite {
+        listing,
+        batch_id,
+        final_paid_qty,
+        kind,
+        at: t,
+    };
+    persist!(ctx, Acts::finalize_listing, write, "finalize");
+    Ok(())
+}
