@@ -1,1 +1,648 @@
-//! Reads and catalog writes for the API.
+//! What the API reads and writes directly: the catalog (the seed's Catalog service writes
+//! products, sell windows and listings, then announces `sell_window.created`), the lists shown
+//! to admins and customers, idempotency keys and provider callbacks.
+
+use crate::store::{self, Store, StoreError, StoreResult, i, u};
+use sellwindow_domain::*;
+use serde_json::json;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone)]
+pub struct ProductRow {
+    pub id: ProductId,
+    pub name: String,
+    pub unit_price: Money,
+    pub work_steps: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListingRow {
+    pub product_id: ProductId,
+    pub product_name: String,
+    pub unit_price: Money,
+    pub min_qty: u32,
+    pub max_qty: u32,
+    pub payment_window_ms: i64,
+    pub per_customer_limit: Option<u32>,
+    pub min_paid_policy: MinPaidPolicy,
+    pub workflow_id: String,
+    pub phase: Phase,
+    pub sold_qty: u32,
+    pub quota_status: QuotaStatus,
+    pub reserved_qty: u32,
+    pub paid_qty: u32,
+    pub threshold_status: ThresholdStatus,
+    pub final_paid_qty: Option<u32>,
+    pub batch_status: BatchStatus,
+    pub work_order_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SellWindowRow {
+    pub id: SellWindowId,
+    pub name: String,
+    pub close_at: UnixMillis,
+    pub created_at: UnixMillis,
+    pub listings: Vec<ListingRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderRow {
+    pub id: OrderId,
+    pub sell_window_id: String,
+    pub product_id: String,
+    pub customer_id: String,
+    pub qty: u32,
+    pub amount: Money,
+    pub status: String,
+    pub payment_due_at: Option<i64>,
+    pub payment_id: Option<String>,
+    pub pay_url: Option<String>,
+    pub payment_failed_count: u32,
+    pub last_payment_error: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub seq: i64,
+    pub name: String,
+    pub sell_window_id: Option<String>,
+    pub product_id: Option<String>,
+    pub order_id: Option<String>,
+    pub payload: String,
+    pub occurred_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotificationRow {
+    pub id: String,
+    pub recipient_kind: String,
+    pub recipient_id: String,
+    pub kind: String,
+    pub sell_window_id: Option<String>,
+    pub product_id: Option<String>,
+    pub order_id: Option<String>,
+    pub message: String,
+    pub created_at: i64,
+    pub delivered: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkOrderRow {
+    pub id: String,
+    pub batch_id: String,
+    pub sell_window_id: SellWindowId,
+    pub product_id: ProductId,
+    pub product_qty: u32,
+    pub status: String,
+    pub steps: Vec<(String, u32, String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PaymentRow {
+    pub id: PaymentId,
+    pub order_id: OrderId,
+    pub sell_window_id: SellWindowId,
+    pub product_id: ProductId,
+    pub customer_id: String,
+    pub amount: Money,
+    pub status: String,
+    pub pay_url: String,
+}
+
+/// A new listing as the admin describes it.
+#[derive(Debug, Clone)]
+pub struct NewListing {
+    pub product_id: ProductId,
+    pub min_qty: u32,
+    pub max_qty: u32,
+    pub payment_window_ms: i64,
+    pub per_customer_limit: Option<u32>,
+    pub min_paid_policy: MinPaidPolicy,
+}
+
+/// The default production template when a product names no steps.
+pub const DEFAULT_WORK_STEPS: [&str; 4] = ["prepare materials", "produce", "quality check", "pack"];
+
+fn money(row: &AnyRow, cur: &str, amt: &str) -> StoreResult<Money> {
+    let currency = Currency::parse(row.try_get::<String, _>(cur)?)
+        .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+    Ok(Money {
+        currency,
+        amount_minor: row.try_get(amt)?,
+    })
+}
+
+fn opt_u(row: &AnyRow, col: &str) -> StoreResult<Option<u32>> {
+    Ok(row.try_get::<Option<i64>, _>(col)?.map(|v| v as u32))
+}
+
+fn parse_enum<T>(v: String, f: fn(&str) -> Option<T>) -> StoreResult<T> {
+    f(&v).ok_or_else(|| StoreError::Inconsistent(format!("unknown status {v}")))
+}
+
+impl Store {
+    pub async fn create_product(
+        &self,
+        id: &ProductId,
+        name: &str,
+        price: &Money,
+        steps: &[String],
+        at: UnixMillis,
+    ) -> StoreResult<ProductRow> {
+        let steps: Vec<String> = if steps.is_empty() {
+            DEFAULT_WORK_STEPS.iter().map(|s| s.to_string()).collect()
+        } else {
+            steps.to_vec()
+        };
+        sqlx::query(
+            "INSERT INTO products (id, name, currency, unit_price_minor, work_steps, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(name)
+        .bind(price.currency.as_str())
+        .bind(price.amount_minor)
+        .bind(serde_json::to_string(&steps).expect("strings serialize"))
+        .bind(at.0)
+        .execute(self.pool())
+        .await?;
+        self.product(id)
+            .await?
+            .ok_or_else(|| StoreError::Inconsistent("product vanished".into()))
+    }
+
+    pub async fn product(&self, id: &ProductId) -> StoreResult<Option<ProductRow>> {
+        let row = sqlx::query(
+            "SELECT id, name, currency, unit_price_minor, work_steps FROM products WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(ProductRow {
+                id: ProductId::parse(r.try_get::<String, _>("id")?)
+                    .map_err(|e| StoreError::Inconsistent(e.to_string()))?,
+                name: r.try_get("name")?,
+                unit_price: money(&r, "currency", "unit_price_minor")?,
+                work_steps: serde_json::from_str(&r.try_get::<String, _>("work_steps")?)
+                    .map_err(|e| StoreError::Inconsistent(e.to_string()))?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Writes the window, its listings, their quota rows and counters, and one
+    /// `sell_window.created` event per listing, in one transaction. Returns false when the
+    /// window existed already (a retried create).
+    pub async fn create_sell_window(
+        &self,
+        id: &SellWindowId,
+        name: &str,
+        close_at: UnixMillis,
+        listings: &[(NewListing, String)],
+        at: UnixMillis,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let created = sqlx::query(
+            "INSERT INTO sell_windows (id, name, close_at, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(name)
+        .bind(close_at.0)
+        .bind(at.0)
+        .execute(&mut *tx)
+        .await?;
+        if created.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for (l, workflow_id) in listings {
+            let p = l.product_id.as_str();
+            sqlx::query(
+                "INSERT INTO product_sell_windows (sell_window_id, product_id, min_qty, max_qty, payment_window_ms, per_customer_limit, min_paid_policy, workflow_id, phase) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'OPEN')",
+            )
+            .bind(id.as_str())
+            .bind(p)
+            .bind(i(l.min_qty))
+            .bind(i(l.max_qty))
+            .bind(l.payment_window_ms)
+            .bind(l.per_customer_limit.map(i))
+            .bind(l.min_paid_policy.as_str())
+            .bind(workflow_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO sell_window_quota (sell_window_id, product_id, min_qty, max_qty, sold_qty, status) VALUES ($1, $2, $3, $4, 0, 'OPEN')",
+            )
+            .bind(id.as_str())
+            .bind(p)
+            .bind(i(l.min_qty))
+            .bind(i(l.max_qty))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO counters (sell_window_id, product_id, threshold_qty, reserved_qty, paid_qty, status) VALUES ($1, $2, $3, 0, 0, 'OPEN')",
+            )
+            .bind(id.as_str())
+            .bind(p)
+            .bind(i(l.min_qty))
+            .execute(&mut *tx)
+            .await?;
+            store::emit(
+                &mut tx,
+                &format!("sell_window.created:{id}:{p}"),
+                "sell_window.created",
+                Some(id),
+                Some(&l.product_id),
+                None,
+                &json!({"sellWindowId": id, "productId": p, "minQty": l.min_qty, "maxQty": l.max_qty, "closeAt": close_at}),
+                at,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn sell_window(&self, id: &SellWindowId) -> StoreResult<Option<SellWindowRow>> {
+        let Some(r) =
+            sqlx::query("SELECT id, name, close_at, created_at FROM sell_windows WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(self.pool())
+                .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(SellWindowRow {
+            id: id.clone(),
+            name: r.try_get("name")?,
+            close_at: UnixMillis(r.try_get("close_at")?),
+            created_at: UnixMillis(r.try_get("created_at")?),
+            listings: self.listings(id).await?,
+        }))
+    }
+
+    pub async fn sell_windows(
+        &self,
+        open_only: bool,
+        now: UnixMillis,
+    ) -> StoreResult<Vec<SellWindowRow>> {
+        let ids: Vec<String> = sqlx::query(
+            "SELECT id FROM sell_windows WHERE ($1 = 0 OR close_at > $2) ORDER BY close_at DESC, id LIMIT 200",
+        )
+        .bind(i64::from(open_only))
+        .bind(now.0)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for id in ids {
+            let id =
+                SellWindowId::parse(id).map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+            if let Some(w) = self.sell_window(&id).await? {
+                out.push(w);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn listings(&self, sw: &SellWindowId) -> StoreResult<Vec<ListingRow>> {
+        let rows = sqlx::query(
+            "SELECT l.product_id, p.name AS product_name, p.currency, p.unit_price_minor, l.min_qty, l.max_qty, l.payment_window_ms, \
+                    l.per_customer_limit, l.min_paid_policy, l.workflow_id, l.phase, q.sold_qty, q.status AS quota_status, \
+                    c.reserved_qty, c.paid_qty, c.status AS threshold_status, c.final_paid_qty, b.status AS batch_status, w.id AS work_order_id \
+             FROM product_sell_windows l \
+             JOIN products p ON p.id = l.product_id \
+             JOIN sell_window_quota q ON q.sell_window_id = l.sell_window_id AND q.product_id = l.product_id \
+             JOIN counters c ON c.sell_window_id = l.sell_window_id AND c.product_id = l.product_id \
+             LEFT JOIN batches b ON b.sell_window_id = l.sell_window_id AND b.product_id = l.product_id \
+             LEFT JOIN work_orders w ON w.sell_window_id = l.sell_window_id AND w.product_id = l.product_id \
+             WHERE l.sell_window_id = $1 ORDER BY l.product_id",
+        )
+        .bind(sw.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ListingRow {
+                    product_id: ProductId::parse(r.try_get::<String, _>("product_id")?)
+                        .map_err(|e| StoreError::Inconsistent(e.to_string()))?,
+                    product_name: r.try_get("product_name")?,
+                    unit_price: money(r, "currency", "unit_price_minor")?,
+                    min_qty: u(r, "min_qty")?,
+                    max_qty: u(r, "max_qty")?,
+                    payment_window_ms: r.try_get("payment_window_ms")?,
+                    per_customer_limit: opt_u(r, "per_customer_limit")?,
+                    min_paid_policy: parse_enum(
+                        r.try_get("min_paid_policy")?,
+                        MinPaidPolicy::parse,
+                    )?,
+                    workflow_id: r.try_get("workflow_id")?,
+                    phase: parse_enum(r.try_get("phase")?, Phase::parse)?,
+                    sold_qty: u(r, "sold_qty")?,
+                    quota_status: parse_enum(r.try_get("quota_status")?, QuotaStatus::parse)?,
+                    reserved_qty: u(r, "reserved_qty")?,
+                    paid_qty: u(r, "paid_qty")?,
+                    threshold_status: parse_enum(
+                        r.try_get("threshold_status")?,
+                        ThresholdStatus::parse,
+                    )?,
+                    final_paid_qty: opt_u(r, "final_paid_qty")?,
+                    batch_status: r
+                        .try_get::<Option<String>, _>("batch_status")?
+                        .and_then(|s| BatchStatus::parse(&s))
+                        .unwrap_or(BatchStatus::Pending),
+                    work_order_id: r.try_get("work_order_id")?,
+                })
+            })
+            .collect()
+    }
+
+    const ORDER_COLS: &'static str = "o.id, o.sell_window_id, o.product_id, o.customer_id, o.qty, o.currency, o.amount_minor, o.status, \
+        o.payment_due_at, o.payment_failed_count, o.last_payment_error, o.created_at, \
+        (SELECT p.id FROM payments p WHERE p.order_id = o.id ORDER BY p.attempt DESC LIMIT 1) AS payment_id, \
+        (SELECT p.pay_url FROM payments p WHERE p.order_id = o.id ORDER BY p.attempt DESC LIMIT 1) AS pay_url";
+
+    fn order_row(r: &AnyRow) -> StoreResult<OrderRow> {
+        Ok(OrderRow {
+            id: OrderId::parse(r.try_get::<String, _>("id")?)
+                .map_err(|e| StoreError::Inconsistent(e.to_string()))?,
+            sell_window_id: r.try_get("sell_window_id")?,
+            product_id: r.try_get("product_id")?,
+            customer_id: r.try_get("customer_id")?,
+            qty: u(r, "qty")?,
+            amount: money(r, "currency", "amount_minor")?,
+            status: r.try_get("status")?,
+            payment_due_at: r.try_get("payment_due_at")?,
+            payment_id: r.try_get("payment_id")?,
+            pay_url: r.try_get("pay_url")?,
+            payment_failed_count: u(r, "payment_failed_count")?,
+            last_payment_error: r.try_get("last_payment_error")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+
+    pub async fn order(&self, id: &OrderId) -> StoreResult<Option<OrderRow>> {
+        let r = sqlx::query(&format!(
+            "SELECT {} FROM orders o WHERE o.id = $1",
+            Self::ORDER_COLS
+        ))
+        .bind(id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        r.as_ref().map(Self::order_row).transpose()
+    }
+
+    pub async fn orders_of_listing(
+        &self,
+        sw: &SellWindowId,
+        product: Option<&ProductId>,
+    ) -> StoreResult<Vec<OrderRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM orders o WHERE o.sell_window_id = $1 AND ($2 = '' OR o.product_id = $2) ORDER BY o.created_at, o.id",
+            Self::ORDER_COLS
+        ))
+        .bind(sw.as_str())
+        .bind(product.map(|p| p.to_string()).unwrap_or_default())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(Self::order_row).collect()
+    }
+
+    pub async fn orders_of_customer(&self, customer: &CustomerId) -> StoreResult<Vec<OrderRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM orders o WHERE o.customer_id = $1 ORDER BY o.created_at, o.id",
+            Self::ORDER_COLS
+        ))
+        .bind(customer.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(Self::order_row).collect()
+    }
+
+    pub async fn events(&self, sw: &SellWindowId, after_seq: i64) -> StoreResult<Vec<EventRow>> {
+        let rows = sqlx::query(
+            "SELECT seq, name, sell_window_id, product_id, order_id, payload, occurred_at FROM events \
+             WHERE sell_window_id = $1 AND seq > $2 ORDER BY seq LIMIT 10000",
+        )
+        .bind(sw.as_str())
+        .bind(after_seq)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRow {
+                    seq: r.try_get("seq")?,
+                    name: r.try_get("name")?,
+                    sell_window_id: r.try_get("sell_window_id")?,
+                    product_id: r.try_get("product_id")?,
+                    order_id: r.try_get("order_id")?,
+                    payload: r.try_get("payload")?,
+                    occurred_at: r.try_get("occurred_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Notifications for one recipient (customer) or, with `recipient` None, for the admin;
+    /// optionally only one window's.
+    pub async fn notifications(
+        &self,
+        recipient: Option<&CustomerId>,
+        sw: Option<&SellWindowId>,
+    ) -> StoreResult<Vec<NotificationRow>> {
+        let (kind, who) = match recipient {
+            Some(c) => ("CUSTOMER", c.to_string()),
+            None => ("ADMIN", String::new()),
+        };
+        let rows = sqlx::query(
+            "SELECT id, recipient_kind, recipient_id, kind, sell_window_id, product_id, order_id, message, created_at, delivered_at \
+             FROM notifications WHERE ($1 = 'ADMIN' OR (recipient_kind = 'CUSTOMER' AND recipient_id = $2)) \
+             AND ($3 = '' OR sell_window_id = $3) ORDER BY created_at, id LIMIT 10000",
+        )
+        .bind(kind)
+        .bind(who)
+        .bind(sw.map(|s| s.to_string()).unwrap_or_default())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NotificationRow {
+                    id: r.try_get("id")?,
+                    recipient_kind: r.try_get("recipient_kind")?,
+                    recipient_id: r.try_get("recipient_id")?,
+                    kind: r.try_get("kind")?,
+                    sell_window_id: r.try_get("sell_window_id")?,
+                    product_id: r.try_get("product_id")?,
+                    order_id: r.try_get("order_id")?,
+                    message: r.try_get("message")?,
+                    created_at: r.try_get("created_at")?,
+                    delivered: r.try_get::<Option<i64>, _>("delivered_at")?.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn work_orders(
+        &self,
+        sw: Option<&SellWindowId>,
+        id: Option<&WorkOrderId>,
+    ) -> StoreResult<Vec<WorkOrderRow>> {
+        let rows = sqlx::query(
+            "SELECT id, batch_id, sell_window_id, product_id, product_qty, status FROM work_orders \
+             WHERE ($1 = '' OR sell_window_id = $1) AND ($2 = '' OR id = $2) ORDER BY created_at, id",
+        )
+        .bind(sw.map(|s| s.to_string()).unwrap_or_default())
+        .bind(id.map(|s| s.to_string()).unwrap_or_default())
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let id: String = r.try_get("id")?;
+            let steps = sqlx::query("SELECT id, position, name, status FROM work_steps WHERE work_order_id = $1 ORDER BY position")
+                .bind(&id)
+                .fetch_all(self.pool())
+                .await?
+                .iter()
+                .map(|s| Ok((s.try_get("id")?, u(s, "position")?, s.try_get("name")?, s.try_get("status")?)))
+                .collect::<StoreResult<Vec<_>>>()?;
+            out.push(WorkOrderRow {
+                id,
+                batch_id: r.try_get("batch_id")?,
+                sell_window_id: SellWindowId::parse(r.try_get::<String, _>("sell_window_id")?)
+                    .map_err(|e| StoreError::Inconsistent(e.to_string()))?,
+                product_id: ProductId::parse(r.try_get::<String, _>("product_id")?)
+                    .map_err(|e| StoreError::Inconsistent(e.to_string()))?,
+                product_qty: u(&r, "product_qty")?,
+                status: r.try_get("status")?,
+                steps,
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn payment(&self, id: &PaymentId) -> StoreResult<Option<PaymentRow>> {
+        let r = sqlx::query(
+            "SELECT id, order_id, sell_window_id, product_id, customer_id, currency, amount_minor, status, pay_url FROM payments WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        r.map(|r| {
+            let bad = |e: DomainError| StoreError::Inconsistent(e.to_string());
+            Ok(PaymentRow {
+                id: PaymentId::parse(r.try_get::<String, _>("id")?).map_err(bad)?,
+                order_id: OrderId::parse(r.try_get::<String, _>("order_id")?).map_err(bad)?,
+                sell_window_id: SellWindowId::parse(r.try_get::<String, _>("sell_window_id")?)
+                    .map_err(bad)?,
+                product_id: ProductId::parse(r.try_get::<String, _>("product_id")?).map_err(bad)?,
+                customer_id: r.try_get("customer_id")?,
+                amount: money(&r, "currency", "amount_minor")?,
+                status: r.try_get("status")?,
+                pay_url: r.try_get("pay_url")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The first answer stored under a customer's idempotency key, with the request's hash.
+    pub async fn idempotent_answer(
+        &self,
+        customer: &CustomerId,
+        key: &str,
+    ) -> StoreResult<Option<(String, String)>> {
+        let r = sqlx::query("SELECT request_hash, response FROM idempotency_keys WHERE customer_id = $1 AND idempotency_key = $2")
+            .bind(customer.as_str())
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(
+            r.map(|r| Ok::<_, sqlx::Error>((r.try_get("request_hash")?, r.try_get("response")?)))
+                .transpose()?,
+        )
+    }
+
+    /// Stores the first answer; a concurrent first writer wins and its answer is returned.
+    pub async fn save_idempotent_answer(
+        &self,
+        customer: &CustomerId,
+        key: &str,
+        request_hash: &str,
+        response: &str,
+        at: UnixMillis,
+    ) -> StoreResult<String> {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (customer_id, idempotency_key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
+        )
+        .bind(customer.as_str())
+        .bind(key)
+        .bind(request_hash)
+        .bind(response)
+        .bind(at.0)
+        .execute(self.pool())
+        .await?;
+        Ok(self
+            .idempotent_answer(customer, key)
+            .await?
+            .map(|(_, r)| r)
+            .unwrap_or_else(|| response.to_string()))
+    }
+
+    /// Records a verified provider callback. Returns false when its event id was signalled
+    /// already (a replay: nothing changes twice).
+    pub async fn record_callback(
+        &self,
+        event_id: &str,
+        payment: &PaymentId,
+        outcome: PaymentOutcome,
+        at: UnixMillis,
+    ) -> StoreResult<bool> {
+        sqlx::query(
+            "INSERT INTO payment_callbacks (event_id, payment_id, outcome, received_at) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event_id)
+        .bind(payment.as_str())
+        .bind(outcome.as_str())
+        .bind(at.0)
+        .execute(self.pool())
+        .await?;
+        let r = sqlx::query("SELECT signalled_at FROM payment_callbacks WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(r.try_get::<Option<i64>, _>("signalled_at")?.is_none())
+    }
+
+    pub async fn mark_callback_signalled(&self, event_id: &str, at: UnixMillis) -> StoreResult<()> {
+        sqlx::query("UPDATE payment_callbacks SET signalled_at = $1 WHERE event_id = $2 AND signalled_at IS NULL")
+            .bind(at.0)
+            .bind(event_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The quota row and the sum over the orders holding quota, for consistency checks.
+    pub async fn quota_check(
+        &self,
+        sw: &SellWindowId,
+        p: &ProductId,
+    ) -> StoreResult<(u32, u32, u32)> {
+        let r = sqlx::query(
+            "SELECT q.sold_qty, q.max_qty, (SELECT CAST(COALESCE(SUM(o.qty), 0) AS BIGINT) FROM orders o WHERE o.sell_window_id = q.sell_window_id \
+             AND o.product_id = q.product_id AND o.status IN ('RESERVED', 'PAYMENT_REQUESTED', 'PAID')) AS held \
+             FROM sell_window_quota q WHERE q.sell_window_id = $1 AND q.product_id = $2",
+        )
+        .bind(sw.as_str())
+        .bind(p.as_str())
+        .fetch_one(self.pool())
+        .await?;
+        Ok((u(&r, "sold_qty")?, u(&r, "max_qty")?, u(&r, "held")?))
+    }
+}

@@ -1,1 +1,40 @@
-fn main() {}
+//! `starter`: the API process, plus local tools.
+//!
+//! - `starter serve`: the gRPC API (:50051) and HTTP side (:8080).
+//! - `starter token --admin` / `starter token --customer ID`: mint a bearer token (local use).
+//! - `starter demo`: play the main flow against a running API.
+
+use sellwindow_starter::{auth::Auth, demo};
+use sellwindow_worker::{Config, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = Config::from_env()?;
+    match args.first().map(String::as_str) {
+        Some("serve") | None => {
+            telemetry::init();
+            tracing::info!(config = ?cfg, "starting API");
+            sellwindow_starter::app::serve(cfg, telemetry::shutdown_signal()).await
+        }
+        Some("token") => {
+            let auth = Auth::new(&cfg.jwt_secret);
+            let token = match (args.get(1).map(String::as_str), args.get(2)) {
+                (Some("--admin"), _) => auth.mint("admin", true, 24 * 3600),
+                (Some("--customer"), Some(id)) => auth.mint(id, false, 24 * 3600),
+                _ => anyhow::bail!("usage: starter token --admin | --customer ID"),
+            };
+            println!("{token}");
+            Ok(())
+        }
+        Some("demo") => {
+            let grpc = format!("http://{}", cfg.grpc_addr);
+            let api =
+                demo::ApiClient::connect(&grpc, &cfg.public_base_url, &cfg.jwt_secret).await?;
+            let ui =
+                std::env::var("TEMPORAL_UI_URL").unwrap_or_else(|_| "http://localhost:8233".into());
+            demo::run(&api, &ui, &cfg.temporal_namespace).await
+        }
+        Some(other) => anyhow::bail!("unknown command {other}; use serve, token or demo"),
+    }
+}

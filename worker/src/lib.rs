@@ -1,1 +1,81 @@
+//! The worker process: hosts the `SellWindow` workflow and its activities on the task queue.
+//! Also home of the shared configuration and the Temporal connection, which the API reuses.
 
+pub mod config;
+pub mod telemetry;
+
+pub use config::{Config, Env};
+
+use sellwindow_activities::{LogSink, SellWindowActivities, Store};
+use sellwindow_workflows::SellWindowWorkflow;
+use std::sync::Arc;
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+/// Connects a Temporal client, retrying for a while: the server may still be starting.
+pub async fn connect_temporal(cfg: &Config) -> anyhow::Result<Client> {
+    let url: temporalio_client::Url = cfg.temporal_address.parse()?;
+    let mut last = None;
+    for _ in 0..60 {
+        let opts = ConnectionOptions::new(url.clone())
+            .identity(format!("sellwindow@{}", std::process::id()))
+            .build();
+        match Connection::connect(opts).await {
+            Ok(conn) => {
+                let client = Client::new(
+                    conn,
+                    ClientOptions::new(cfg.temporal_namespace.clone()).build(),
+                )?;
+                return Ok(client);
+            }
+            Err(e) => {
+                last = Some(e);
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
+    Err(anyhow::anyhow!(
+        "cannot reach Temporal at {}: {:?}",
+        cfg.temporal_address,
+        last
+    ))
+}
+
+pub fn build_worker(
+    runtime: &Runtime,
+    client: Client,
+    store: Store,
+    cfg: &Config,
+) -> anyhow::Result<Worker> {
+    let activities =
+        SellWindowActivities::new(store, Arc::new(LogSink), cfg.public_base_url.clone());
+    let options = WorkerOptions::new(cfg.task_queue.clone())
+        .register_workflow::<SellWindowWorkflow>()?
+        .register_activities(activities)
+        .build();
+    Ok(Worker::new(runtime, client, options)?)
+}
+
+/// Runs a worker until `shutdown` resolves.
+pub async fn run(
+    cfg: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let store = Store::connect(&cfg.database_url).await?;
+    let client = connect_temporal(&cfg).await?;
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let mut worker = build_worker(&runtime, client, store, &cfg)?;
+    let stop = worker.shutdown_handle();
+    tracing::info!(task_queue = %cfg.task_queue, "worker started");
+    let run = worker.run();
+    tokio::pin!(run);
+    tokio::select! {
+        r = &mut run => r?,
+        _ = shutdown => {
+            stop();
+            run.await?;
+        }
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}

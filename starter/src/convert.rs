@@ -1,0 +1,209 @@
+//! Conversions between the domain and the protobuf messages, and request validation that names
+//! the offending field.
+
+use crate::error::ApiError;
+use crate::pb;
+use sellwindow_activities::queries::{ListingRow, NotificationRow, OrderRow, WorkOrderRow};
+use sellwindow_domain::*;
+
+pub fn ts(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+pub fn ms_of(t: &prost_types::Timestamp) -> i64 {
+    t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000)
+}
+
+pub fn dur(ms: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: ms / 1000,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+pub fn now_ms() -> UnixMillis {
+    UnixMillis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as i64,
+    )
+}
+
+pub fn money(m: &Money) -> pb::Money {
+    pb::Money {
+        currency: m.currency.as_str().to_string(),
+        amount_minor: m.amount_minor,
+    }
+}
+
+pub fn parse_money(m: Option<&pb::Money>, field: &'static str) -> Result<Money, ApiError> {
+    let m = m.ok_or(DomainError::invalid(field, "is required"))?;
+    Ok(Money::new(
+        Currency::parse(m.currency.clone())?,
+        m.amount_minor,
+    )?)
+}
+
+pub fn policy(p: MinPaidPolicy) -> i32 {
+    match p {
+        MinPaidPolicy::ProduceWhatWasPaid => pb::MinPaidPolicy::ProducePaid as i32,
+        MinPaidPolicy::CancelAndRefund => pb::MinPaidPolicy::CancelAndRefund as i32,
+    }
+}
+
+pub fn parse_policy(v: i32) -> Result<MinPaidPolicy, ApiError> {
+    match pb::MinPaidPolicy::try_from(v) {
+        Ok(pb::MinPaidPolicy::Unspecified | pb::MinPaidPolicy::ProducePaid) => {
+            Ok(MinPaidPolicy::ProduceWhatWasPaid)
+        }
+        Ok(pb::MinPaidPolicy::CancelAndRefund) => Ok(MinPaidPolicy::CancelAndRefund),
+        Err(_) => Err(DomainError::invalid("min_paid_policy", "unknown value").into()),
+    }
+}
+
+/// A listing row, overlaid with the workflow's live figures when it answered.
+pub fn listing(l: &ListingRow, live: Option<&ListingFigures>) -> pb::Listing {
+    let mut out = pb::Listing {
+        product_id: l.product_id.to_string(),
+        product_name: l.product_name.clone(),
+        min_qty: l.min_qty,
+        max_qty: l.max_qty,
+        quota_status: l.quota_status.to_string(),
+        sold_qty: l.sold_qty,
+        reserved_qty: l.reserved_qty,
+        paid_qty: l.paid_qty,
+        threshold_status: l.threshold_status.to_string(),
+        batch_status: l.batch_status.to_string(),
+        batch_id: String::new(),
+        phase: l.phase.to_string(),
+        final_paid_qty: l.final_paid_qty.unwrap_or(0),
+        work_order_id: l.work_order_id.clone().unwrap_or_default(),
+        workflow_id: l.workflow_id.clone(),
+        unit_price: Some(money(&l.unit_price)),
+        payment_window: Some(dur(l.payment_window_ms)),
+        per_customer_limit: l.per_customer_limit.unwrap_or(0),
+        min_paid_policy: policy(l.min_paid_policy),
+    };
+    if let Some(f) = live {
+        out.quota_status = f.quota_status.to_string();
+        out.sold_qty = f.sold_qty;
+        out.reserved_qty = f.reserved_qty;
+        out.paid_qty = f.paid_qty;
+        out.threshold_status = f.threshold_status.to_string();
+        out.batch_status = f.batch_status.to_string();
+        out.batch_id = f.batch_id.to_string();
+        out.phase = f.phase.to_string();
+        out.final_paid_qty = f.final_paid_qty.unwrap_or(0);
+        out.work_order_id = f
+            .work_order_id
+            .as_ref()
+            .map(|w| w.to_string())
+            .unwrap_or_default();
+    }
+    out
+}
+
+pub fn order(o: &OrderRow) -> pb::Order {
+    pb::Order {
+        id: o.id.to_string(),
+        sell_window_id: o.sell_window_id.clone(),
+        product_id: o.product_id.clone(),
+        customer_id: o.customer_id.clone(),
+        qty: o.qty,
+        amount: Some(money(&o.amount)),
+        status: o.status.clone(),
+        payment_due_at: o.payment_due_at.map(ts),
+        payment_id: o.payment_id.clone().unwrap_or_default(),
+        pay_url: o.pay_url.clone().unwrap_or_default(),
+        payment_failed_count: o.payment_failed_count,
+        last_payment_error: o.last_payment_error.clone().unwrap_or_default(),
+        created_at: Some(ts(o.created_at)),
+    }
+}
+
+/// The answer to a reservation, from the workflow's view of the order.
+pub fn order_view(
+    v: &OrderView,
+    sw: &SellWindowId,
+    p: &ProductId,
+    base_url: &str,
+    at: UnixMillis,
+) -> pb::Order {
+    pb::Order {
+        id: v.order_id.to_string(),
+        sell_window_id: sw.to_string(),
+        product_id: p.to_string(),
+        customer_id: v.customer_id.to_string(),
+        qty: v.qty.get(),
+        amount: Some(money(&v.amount)),
+        status: v.status.to_string(),
+        payment_due_at: v.payment_due_at.map(|d| ts(d.0)),
+        payment_id: v
+            .payment_id
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        pay_url: v
+            .payment_id
+            .as_ref()
+            .map(|p| format!("{}/sandbox/pay/{p}", base_url.trim_end_matches('/')))
+            .unwrap_or_default(),
+        payment_failed_count: 0,
+        last_payment_error: String::new(),
+        created_at: Some(ts(at.0)),
+    }
+}
+
+pub fn notification(n: &NotificationRow) -> pb::Notification {
+    pb::Notification {
+        id: n.id.clone(),
+        recipient_kind: n.recipient_kind.clone(),
+        recipient_id: n.recipient_id.clone(),
+        kind: n.kind.clone(),
+        sell_window_id: n.sell_window_id.clone().unwrap_or_default(),
+        product_id: n.product_id.clone().unwrap_or_default(),
+        order_id: n.order_id.clone().unwrap_or_default(),
+        message: n.message.clone(),
+        created_at: Some(ts(n.created_at)),
+        delivered: n.delivered,
+    }
+}
+
+pub fn work_order(w: &WorkOrderRow) -> pb::WorkOrder {
+    pb::WorkOrder {
+        id: w.id.clone(),
+        batch_id: w.batch_id.clone(),
+        sell_window_id: w.sell_window_id.to_string(),
+        product_id: w.product_id.to_string(),
+        product_qty: w.product_qty,
+        status: w.status.clone(),
+        steps: w
+            .steps
+            .iter()
+            .map(|(id, pos, name, status)| pb::WorkStep {
+                id: id.clone(),
+                position: *pos,
+                name: name.clone(),
+                status: status.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A bounded free-text field.
+pub fn text(field: &'static str, v: &str, max: usize) -> Result<String, ApiError> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty").into());
+    }
+    if v.chars().count() > max {
+        return Err(
+            DomainError::invalid(field, format!("must be at most {max} characters")).into(),
+        );
+    }
+    Ok(v.to_string())
+}

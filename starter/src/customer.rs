@@ -1,0 +1,208 @@
+//! `CustomerService`: open windows, reserving (coalesced, idempotent), and a customer's own
+//! orders and notifications. A customer sees only their own orders.
+
+use crate::app::State;
+use crate::convert::{self, now_ms};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::pb::{self, customer_service_server::CustomerService};
+use sellwindow_domain::*;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct Customer(pub Arc<State>);
+
+/// The first answer given under an idempotency key, stored as JSON.
+#[derive(Serialize, Deserialize)]
+enum StoredAnswer {
+    Order(Vec<u8>),
+    Exhausted(String),
+    Precondition(String),
+}
+
+impl State {
+    pub async fn require_listing(&self, sw: &SellWindowId, p: &ProductId) -> Result<(), ApiError> {
+        let w = self
+            .store
+            .sell_window(sw)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("sell window {sw} not found")))?;
+        if !w.listings.iter().any(|l| &l.product_id == p) {
+            return Err(ApiError::NotFound(format!(
+                "product {p} is not listed in sell window {sw}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn reserve(
+        &self,
+        customer: CustomerId,
+        r: pb::ReserveOrderRequest,
+    ) -> Result<pb::Order, ApiError> {
+        let sw = SellWindowId::parse(r.sell_window_id)?;
+        let p = ProductId::parse(r.product_id)?;
+        let qty = Qty::new(r.qty)?;
+        let key = r.idempotency_key.trim().to_string();
+        if key.is_empty() || key.len() > 128 {
+            return Err(
+                DomainError::invalid("idempotency_key", "must be 1 to 128 characters").into(),
+            );
+        }
+        let request_hash = digest(&[sw.as_str(), p.as_str(), &qty.get().to_string()]);
+        if let Some((hash, answer)) = self.store.idempotent_answer(&customer, &key).await? {
+            if hash != request_hash {
+                return Err(DomainError::invalid(
+                    "idempotency_key",
+                    "was already used for a different reservation",
+                )
+                .into());
+            }
+            return replay(&answer);
+        }
+        self.require_listing(&sw, &p).await?;
+        let order_id = OrderId::for_request(&sw, &p, &customer, &key);
+        let item = ReserveItem {
+            order_id: order_id.clone(),
+            customer_id: customer.clone(),
+            qty,
+        };
+        let at = now_ms();
+        let answer = match self
+            .coalescer
+            .reserve(&listing_workflow_id(&sw, &p), item)
+            .await
+        {
+            Ok(ReserveOutcome::Reserved(view)) => {
+                Metrics::inc(&self.metrics.reservations_accepted);
+                let order = convert::order_view(&view, &sw, &p, &self.cfg.public_base_url, at);
+                StoredAnswer::Order(prost::Message::encode_to_vec(&order))
+            }
+            Ok(ReserveOutcome::Refused { refusal, .. }) => {
+                Metrics::inc(&self.metrics.reservations_refused);
+                match refusal {
+                    Refusal::NotEnoughQuota { available } => {
+                        StoredAnswer::Exhausted(format!("not enough quota: {available} units left"))
+                    }
+                    Refusal::CustomerLimit { limit, held } => StoredAnswer::Exhausted(format!(
+                        "over the per-customer limit of {limit} (you hold {held})"
+                    )),
+                    Refusal::WindowClosed { phase } => {
+                        StoredAnswer::Precondition(format!("the sell window is closed ({phase})"))
+                    }
+                    // Nothing was taken: no answer is stored, a retry may succeed.
+                    Refusal::NotRecorded { reason } => return Err(ApiError::Unavailable(reason)),
+                }
+            }
+            Err(ApiError::Precondition(m)) => StoredAnswer::Precondition(m),
+            Err(e) => return Err(e),
+        };
+        let json = serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let first = self
+            .store
+            .save_idempotent_answer(&customer, &key, &request_hash, &json, at)
+            .await?;
+        replay(&first)
+    }
+}
+
+fn replay(answer: &str) -> Result<pb::Order, ApiError> {
+    match serde_json::from_str::<StoredAnswer>(answer)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+    {
+        StoredAnswer::Order(bytes) => <pb::Order as prost::Message>::decode(bytes.as_slice())
+            .map_err(|e| ApiError::Internal(e.to_string())),
+        StoredAnswer::Exhausted(m) => Err(ApiError::Exhausted(m)),
+        StoredAnswer::Precondition(m) => Err(ApiError::Precondition(m)),
+    }
+}
+
+#[tonic::async_trait]
+impl CustomerService for Customer {
+    async fn list_open_sell_windows(
+        &self,
+        req: Request<pb::ListOpenSellWindowsRequest>,
+    ) -> Result<Response<pb::ListSellWindowsResponse>, Status> {
+        self.0.auth.caller(req.metadata())?;
+        let rows = self
+            .0
+            .store
+            .sell_windows(true, now_ms())
+            .await
+            .map_err(ApiError::from)?;
+        let mut out = Vec::new();
+        for w in rows {
+            out.push(self.0.sell_window_pb(&w.id, false).await?);
+        }
+        Ok(Response::new(pb::ListSellWindowsResponse {
+            sell_windows: out,
+        }))
+    }
+
+    async fn reserve_order(
+        &self,
+        req: Request<pb::ReserveOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let customer = self.0.auth.customer(req.metadata())?;
+        Ok(Response::new(
+            self.0.reserve(customer, req.into_inner()).await?,
+        ))
+    }
+
+    async fn get_order(
+        &self,
+        req: Request<pb::GetOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let caller = self.0.auth.caller(req.metadata())?;
+        let id = OrderId::parse(req.into_inner().order_id).map_err(ApiError::from)?;
+        let o = self
+            .0
+            .store
+            .order(&id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))?;
+        if let crate::auth::Caller::Customer(c) = caller
+            && c.as_str() != o.customer_id
+        {
+            return Err(ApiError::PermissionDenied(
+                "this order belongs to another customer".into(),
+            )
+            .into());
+        }
+        Ok(Response::new(convert::order(&o)))
+    }
+
+    async fn list_my_orders(
+        &self,
+        req: Request<pb::ListMyOrdersRequest>,
+    ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let customer = self.0.auth.customer(req.metadata())?;
+        let rows = self
+            .0
+            .store
+            .orders_of_customer(&customer)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ListOrdersResponse {
+            orders: rows.iter().map(convert::order).collect(),
+        }))
+    }
+
+    async fn list_my_notifications(
+        &self,
+        req: Request<pb::ListMyNotificationsRequest>,
+    ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
+        let customer = self.0.auth.customer(req.metadata())?;
+        let rows = self
+            .0
+            .store
+            .notifications(Some(&customer), None)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ListNotificationsResponse {
+            notifications: rows.iter().map(convert::notification).collect(),
+        }))
+    }
+}

@@ -1,0 +1,383 @@
+//! A small client of the API, and the demo that plays the seed's main flow through it: the same
+//! calls a shop's admin and customers make, with payments through the payment sandbox.
+
+use crate::auth::Auth;
+use crate::pb::{
+    self, admin_service_client::AdminServiceClient, customer_service_client::CustomerServiceClient,
+};
+use std::time::Duration;
+use tonic::transport::Channel;
+
+/// A gRPC client acting as whoever its tokens say.
+#[derive(Clone)]
+pub struct ApiClient {
+    pub channel: Channel,
+    pub http_base: String,
+    auth: Auth,
+}
+
+impl ApiClient {
+    pub async fn connect(grpc: &str, http_base: &str, jwt_secret: &str) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(grpc.to_string())?.connect().await?;
+        Ok(Self {
+            channel,
+            http_base: http_base.trim_end_matches('/').to_string(),
+            auth: Auth::new(jwt_secret),
+        })
+    }
+
+    pub fn admin_token(&self) -> String {
+        self.auth.mint("admin", true, 3600)
+    }
+
+    pub fn customer_token(&self, customer: &str) -> String {
+        self.auth.mint(customer, false, 3600)
+    }
+
+    pub fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel.clone())
+    }
+
+    pub fn customer(&self) -> CustomerServiceClient<Channel> {
+        CustomerServiceClient::new(self.channel.clone())
+    }
+
+    /// A request carrying `token` as its bearer.
+    pub fn req<T>(msg: T, token: &str) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ascii token"),
+        );
+        r
+    }
+
+    pub async fn as_admin<T>(&self, msg: T) -> tonic::Request<T> {
+        Self::req(msg, &self.admin_token())
+    }
+
+    /// Presses a button of the payment sandbox (which sends the signed callback).
+    pub async fn sandbox(&self, payment_id: &str, outcome: &str) -> anyhow::Result<()> {
+        let r = reqwest::Client::new()
+            .post(format!(
+                "{}/sandbox/pay/{payment_id}/{outcome}",
+                self.http_base
+            ))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "sandbox answered {}", r.status());
+        Ok(())
+    }
+
+    pub async fn sell_window(&self, id: &str) -> anyhow::Result<pb::SellWindow> {
+        let req = Self::req(
+            pb::GetSellWindowRequest {
+                sell_window_id: id.into(),
+            },
+            &self.admin_token(),
+        );
+        Ok(self.admin().get_sell_window(req).await?.into_inner())
+    }
+
+    /// Polls until `check` holds on the window, or fails after `timeout`.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        timeout: Duration,
+        check: impl Fn(&pb::SellWindow) -> bool,
+    ) -> anyhow::Result<pb::SellWindow> {
+        let start = tokio::time::Instant::now();
+        loop {
+            let w = self.sell_window(id).await?;
+            if check(&w) {
+                return Ok(w);
+            }
+            anyhow::ensure!(
+                start.elapsed() < timeout,
+                "timed out waiting on sell window {id}: {w:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn step(n: u32, text: &str) {
+    println!("\n[{n:>2}] {text}");
+}
+
+/// Plays the main flow end to end and prints each step.
+pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Result<()> {
+    let admin = api.admin_token();
+    let customers = ["alice", "bob", "carol"];
+    step(
+        1,
+        "Admin creates a product and a sell window (threshold 3, cap 5, closes in 20 s)",
+    );
+    let product = api
+        .admin()
+        .create_product(ApiClient::req(
+            pb::CreateProductRequest {
+                id: String::new(),
+                name: "Hand-made ceramic mug".into(),
+                unit_price: Some(pb::Money {
+                    currency: "TWD".into(),
+                    amount_minor: 45000,
+                }),
+                work_steps: vec![],
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner();
+    println!(
+        "     product {} ({}), work steps: {}",
+        product.id,
+        product.name,
+        product.work_steps.join(" → ")
+    );
+    let close_at = crate::convert::now_ms().0 + 20_000;
+    let window = api
+        .admin()
+        .create_sell_window(ApiClient::req(
+            pb::CreateSellWindowRequest {
+                name: "Demo window".into(),
+                close_at: Some(crate::convert::ts(close_at)),
+                listings: vec![pb::ListingInput {
+                    product_id: product.id.clone(),
+                    min_qty: 3,
+                    max_qty: 5,
+                    payment_window: Some(prost_types::Duration {
+                        seconds: 15,
+                        nanos: 0,
+                    }),
+                    per_customer_limit: 2,
+                    min_paid_policy: 0,
+                }],
+                request_id: format!("demo-{close_at}"),
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner();
+    let workflow_id = window.listings[0].workflow_id.clone();
+    println!("     sell window {}; workflow {workflow_id}", window.id);
+    println!(
+        "     Temporal UI: {}/namespaces/{namespace}/workflows/{}",
+        ui_base.trim_end_matches('/'),
+        workflow_id.replace('/', "%2F")
+    );
+
+    step(2, "Customers reserve one mug each (no payment yet)");
+    let mut orders = Vec::new();
+    for c in customers {
+        let o = api
+            .customer()
+            .reserve_order(ApiClient::req(
+                pb::ReserveOrderRequest {
+                    sell_window_id: window.id.clone(),
+                    product_id: product.id.clone(),
+                    qty: 1,
+                    idempotency_key: format!("{c}-1"),
+                },
+                &api.customer_token(c),
+            ))
+            .await?
+            .into_inner();
+        println!("     {c}: order {} {}", o.id, o.status);
+        orders.push((c, o));
+    }
+
+    step(3, "Threshold reached: the admin is notified");
+    let w = api
+        .wait_for(&window.id, Duration::from_secs(10), |w| {
+            w.listings[0].threshold_status == "REACHED"
+        })
+        .await?;
+    let l = &w.listings[0];
+    println!(
+        "     sold {}/{} · reserved {} · threshold {}",
+        l.sold_qty, l.max_qty, l.reserved_qty, l.threshold_status
+    );
+    let notes = api
+        .admin()
+        .list_notifications(ApiClient::req(
+            pb::ListNotificationsRequest {
+                sell_window_id: window.id.clone(),
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner();
+    for n in notes
+        .notifications
+        .iter()
+        .filter(|n| n.recipient_kind == "ADMIN")
+    {
+        println!("     → admin: {}", n.message);
+    }
+
+    step(
+        4,
+        "Admin confirms the batch: every reserving customer is asked to pay",
+    );
+    let confirmed = api
+        .admin()
+        .confirm_batch(ApiClient::req(
+            pb::ConfirmBatchRequest {
+                sell_window_id: window.id.clone(),
+                product_id: product.id.clone(),
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner();
+    println!(
+        "     batch {} {} · {} payment requests",
+        confirmed.batch_id, confirmed.status, confirmed.payment_requested_orders
+    );
+
+    step(
+        5,
+        "Customers pay through the payment sandbox (signed provider callbacks)",
+    );
+    for (c, o) in &orders {
+        let token = api.customer_token(c);
+        let mut pay = None;
+        for _ in 0..50 {
+            let got = api
+                .customer()
+                .get_order(ApiClient::req(
+                    pb::GetOrderRequest {
+                        order_id: o.id.clone(),
+                    },
+                    &token,
+                ))
+                .await?
+                .into_inner();
+            if !got.payment_id.is_empty() {
+                pay = Some(got);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let got = pay.ok_or_else(|| anyhow::anyhow!("no payment link for {}", o.id))?;
+        println!("     {c}: pay link {}", got.pay_url);
+        api.sandbox(&got.payment_id, "succeeded").await?;
+    }
+    let w = api
+        .wait_for(&window.id, Duration::from_secs(15), |w| {
+            w.listings[0].paid_qty == 3
+        })
+        .await?;
+    println!(
+        "     paid {} · reserved {}",
+        w.listings[0].paid_qty, w.listings[0].reserved_qty
+    );
+
+    step(
+        6,
+        "Waiting for close_at: the paid quantity is frozen and production is scheduled",
+    );
+    let w = api
+        .wait_for(&window.id, Duration::from_secs(60), |w| {
+            w.listings[0].phase == "IN_PRODUCTION"
+        })
+        .await?;
+    println!(
+        "     final paid quantity {} · phase {}",
+        w.listings[0].final_paid_qty, w.listings[0].phase
+    );
+    let wos = api
+        .admin()
+        .list_work_orders(ApiClient::req(
+            pb::ListWorkOrdersRequest {
+                sell_window_id: window.id.clone(),
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner();
+    let wo = wos
+        .work_orders
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no work order"))?
+        .clone();
+    println!(
+        "     work order {} {} for {} units",
+        wo.id, wo.status, wo.product_qty
+    );
+
+    step(
+        7,
+        "Operators complete the work steps; the last one ships every paid order",
+    );
+    for s in &wo.steps {
+        let r = api
+            .admin()
+            .complete_work_step(ApiClient::req(
+                pb::CompleteWorkStepRequest {
+                    work_order_id: wo.id.clone(),
+                    step_id: s.id.clone(),
+                },
+                &admin,
+            ))
+            .await?
+            .into_inner();
+        println!(
+            "     step {} \"{}\" done{}",
+            s.position,
+            s.name,
+            if r.production_completed {
+                " → production completed"
+            } else {
+                ""
+            }
+        );
+    }
+    api.wait_for(&window.id, Duration::from_secs(15), |w| {
+        w.listings[0].phase == "SHIPPED"
+    })
+    .await?;
+    let notes = api
+        .customer()
+        .list_my_notifications(ApiClient::req(
+            pb::ListMyNotificationsRequest {},
+            &api.customer_token("alice"),
+        ))
+        .await?
+        .into_inner();
+    for n in &notes.notifications {
+        println!("     → alice: {}", n.message);
+    }
+
+    step(8, "The business event log (seed event names, in order)");
+    let events = api
+        .admin()
+        .list_events(ApiClient::req(
+            pb::ListEventsRequest {
+                sell_window_id: window.id.clone(),
+                after_seq: 0,
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner();
+    for e in &events.events {
+        println!(
+            "     {:>4} {}{}",
+            e.seq,
+            e.name,
+            if e.order_id.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", e.order_id)
+            }
+        );
+    }
+    println!(
+        "\nDone. See the workflow in the Temporal UI: {}/namespaces/{namespace}/workflows/{}",
+        ui_base.trim_end_matches('/'),
+        workflow_id.replace('/', "%2F")
+    );
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! The API's errors, mapped to gRPC status codes in one place.
+
+use sellwindow_activities::StoreError;
+use sellwindow_domain::DomainError;
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Invalid(#[from] DomainError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Exhausted(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        match e {
+            ApiError::Invalid(d) => Status::invalid_argument(d.to_string()),
+            ApiError::NotFound(m) => Status::not_found(m),
+            ApiError::Exhausted(m) => Status::resource_exhausted(m),
+            ApiError::Precondition(m) => Status::failed_precondition(m),
+            ApiError::Unauthenticated(m) => Status::unauthenticated(m),
+            ApiError::PermissionDenied(m) => Status::permission_denied(m),
+            ApiError::Unavailable(m) => {
+                tracing::warn!(error = %m, "dependency unavailable");
+                Status::unavailable(
+                    "a dependency is unavailable; retry with the same idempotency key",
+                )
+            }
+            ApiError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// Maps a refused or failed workflow update to the API's error.
+pub fn from_update(e: temporalio_client::errors::WorkflowUpdateError) -> ApiError {
+    use sellwindow_workflows::rejection::{RejectCode, parse};
+    use temporalio_client::errors::WorkflowUpdateError as E;
+    match e {
+        E::NotFound(_) => ApiError::NotFound("no such listing workflow".into()),
+        E::Failed(f) => {
+            let msg = f.message.clone();
+            match parse(&msg) {
+                Some((RejectCode::FailedPrecondition, m)) => ApiError::Precondition(m.to_string()),
+                Some((RejectCode::NotFound, m)) => ApiError::NotFound(m.to_string()),
+                Some((RejectCode::InvalidArgument, m)) => {
+                    ApiError::Invalid(DomainError::invalid("request", m))
+                }
+                None => ApiError::Unavailable(msg),
+            }
+        }
+        other => ApiError::Unavailable(other.to_string()),
+    }
+}

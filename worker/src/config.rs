@@ -1,0 +1,176 @@
+//! One typed configuration for the worker and the API, read from the environment with working
+//! local defaults. Outside development mode the defaults refuse to start without real secrets.
+
+use std::net::SocketAddr;
+
+/// The development secrets: fine on a laptop, refused anywhere else.
+pub const DEV_JWT_SECRET: &str = "dev-only-jwt-secret-change-me";
+pub const DEV_CALLBACK_SECRET: &str = "dev-only-callback-secret-change-me";
+
+#[derive(Clone)]
+pub struct Config {
+    pub env: Env,
+    pub database_url: String,
+    pub temporal_address: String,
+    pub temporal_namespace: String,
+    pub task_queue: String,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    /// Base URL customers reach the HTTP side at (pay links point here).
+    pub public_base_url: String,
+    /// Where the payment sandbox sends its signed callbacks.
+    pub payment_callback_url: String,
+    pub jwt_secret: String,
+    pub callback_secret: String,
+}
+
+impl std::fmt::Debug for Config {
+    // Secrets never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("env", &self.env)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("temporal_address", &self.temporal_address)
+            .field("temporal_namespace", &self.temporal_namespace)
+            .field("task_queue", &self.task_queue)
+            .field("grpc_addr", &self.grpc_addr)
+            .field("http_addr", &self.http_addr)
+            .field("public_base_url", &self.public_base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Env {
+    Development,
+    Production,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not valid: {1}")]
+    Invalid(&'static str, String),
+    #[error("{0} must be set to a real secret (at least 32 characters) outside development")]
+    MissingSecret(&'static str),
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let or = |k: &str, d: &str| get(k).filter(|v| !v.is_empty()).unwrap_or_else(|| d.into());
+        let env = match or("SELLWINDOW_ENV", "development").as_str() {
+            "development" | "dev" => Env::Development,
+            "production" | "prod" => Env::Production,
+            other => return Err(ConfigError::Invalid("SELLWINDOW_ENV", other.into())),
+        };
+        let addr = |k: &'static str, d: &str| -> Result<SocketAddr, ConfigError> {
+            or(k, d)
+                .parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid(k, e.to_string()))
+        };
+        let secret = |k: &'static str, dev: &str| -> Result<String, ConfigError> {
+            match (get(k).filter(|v| !v.is_empty()), env) {
+                (Some(v), Env::Production) if v.len() < 32 || v == dev => {
+                    Err(ConfigError::MissingSecret(k))
+                }
+                (Some(v), _) => Ok(v),
+                (None, Env::Development) => Ok(dev.to_string()),
+                (None, Env::Production) => Err(ConfigError::MissingSecret(k)),
+            }
+        };
+        let http_addr = addr("HTTP_ADDR", "127.0.0.1:8080")?;
+        let public_base_url = or("PUBLIC_BASE_URL", &format!("http://{http_addr}"));
+        Ok(Self {
+            env,
+            database_url: or("DATABASE_URL", "sqlite://data/sellwindow.db?mode=rwc"),
+            temporal_address: or("TEMPORAL_ADDRESS", "http://127.0.0.1:7233"),
+            temporal_namespace: or("TEMPORAL_NAMESPACE", "default"),
+            task_queue: or("TEMPORAL_TASK_QUEUE", "sellwindow"),
+            grpc_addr: addr("GRPC_ADDR", "127.0.0.1:50051")?,
+            http_addr,
+            payment_callback_url: or(
+                "PAYMENT_CALLBACK_URL",
+                &format!(
+                    "{}/payments/callback",
+                    public_base_url.trim_end_matches('/')
+                ),
+            ),
+            public_base_url,
+            jwt_secret: secret("JWT_SECRET", DEV_JWT_SECRET)?,
+            callback_secret: secret("PAYMENT_CALLBACK_SECRET", DEV_CALLBACK_SECRET)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn development_starts_with_defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.jwt_secret, DEV_JWT_SECRET);
+        assert_eq!(
+            c.payment_callback_url,
+            "http://127.0.0.1:8080/payments/callback"
+        );
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_real_secrets() {
+        assert!(matches!(
+            cfg(&[("SELLWINDOW_ENV", "production")]),
+            Err(ConfigError::MissingSecret("JWT_SECRET"))
+        ));
+        let long = "x".repeat(40);
+        assert!(matches!(
+            cfg(&[
+                ("SELLWINDOW_ENV", "production"),
+                ("JWT_SECRET", &long),
+                ("PAYMENT_CALLBACK_SECRET", DEV_CALLBACK_SECRET)
+            ]),
+            Err(ConfigError::MissingSecret("PAYMENT_CALLBACK_SECRET"))
+        ));
+        assert!(
+            cfg(&[
+                ("SELLWINDOW_ENV", "production"),
+                ("JWT_SECRET", &long),
+                ("PAYMENT_CALLBACK_SECRET", &long)
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_secrets_and_passwords() {
+        let c = cfg(&[
+            ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+            ("JWT_SECRET", "s3cr3t-value"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cr3t-value"),
+            "{shown}"
+        );
+    }
+}
