@@ -122,13 +122,15 @@ async fn run_lane(
                     }
                 }
                 Err(e) => {
-                    let msg = e.to_string();
-                    let precondition = matches!(e, ApiError::Precondition(_));
+                    // Each waiting reservation gets the same kind of error.
                     for p in batch {
-                        let err = if precondition {
-                            ApiError::Precondition(msg.clone())
-                        } else {
-                            ApiError::Unavailable(msg.clone())
+                        let err = match &e {
+                            ApiError::Precondition(m) => ApiError::Precondition(m.clone()),
+                            // The listing's workflow has finished: its window is over.
+                            ApiError::NotFound(_) => {
+                                ApiError::Precondition("the sell window is closed".into())
+                            }
+                            other => ApiError::Unavailable(other.to_string()),
                         };
                         let _ = p.reply.send(Err(err));
                     }

@@ -6,6 +6,7 @@ use crate::convert::{self, now_ms};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::pb::{self, customer_service_server::CustomerService};
+use sellwindow_activities::queries::SellWindowRow;
 use sellwindow_domain::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -22,7 +23,12 @@ enum StoredAnswer {
 }
 
 impl State {
-    pub async fn require_listing(&self, sw: &SellWindowId, p: &ProductId) -> Result<(), ApiError> {
+    /// The listing's window, or NOT_FOUND naming what is missing.
+    pub async fn require_listing(
+        &self,
+        sw: &SellWindowId,
+        p: &ProductId,
+    ) -> Result<SellWindowRow, ApiError> {
         let w = self
             .store
             .sell_window(sw)
@@ -33,7 +39,7 @@ impl State {
                 "product {p} is not listed in sell window {sw}"
             )));
         }
-        Ok(())
+        Ok(w)
     }
 
     async fn reserve(
@@ -61,7 +67,11 @@ impl State {
             }
             return replay(&answer);
         }
-        self.require_listing(&sw, &p).await?;
+        let window = self.require_listing(&sw, &p).await?;
+        if now_ms() >= window.close_at {
+            // The workflow refuses too; this spares a finished workflow the call.
+            return Err(ApiError::Precondition("the sell window is closed".into()));
+        }
         let order_id = OrderId::for_request(&sw, &p, &customer, &key);
         let item = ReserveItem {
             order_id: order_id.clone(),

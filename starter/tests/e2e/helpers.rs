@@ -1,0 +1,430 @@
+//! Test harness: each test gets its own real Temporal dev server (the project-installed CLI on
+//! free ports, in-memory), its own database (a SQLite file, or a fresh PostgreSQL database when
+//! `SELLWINDOW_TEST_POSTGRES_URL` is set), an in-process worker, and the real API on free ports.
+//! Everything is stopped when the `TestApp` drops.
+
+use sellwindow_activities::Store;
+use sellwindow_starter::Application;
+use sellwindow_starter::demo::ApiClient;
+use sellwindow_starter::pb;
+use sellwindow_worker::{Config, Env};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The project-installed Temporal CLI (installed on first use).
+fn temporal_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("TEMPORAL_BIN") {
+        return p.into();
+    }
+    let out = std::process::Command::new("bash")
+        .arg(workspace_root().join("scripts/install-temporal.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run install-temporal.sh");
+    assert!(out.status.success(), "installing the Temporal CLI failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+pub struct TemporalServer {
+    pub child: Child,
+    pub address: String,
+}
+
+impl TemporalServer {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let mut cmd = Command::new(temporal_bin());
+        cmd.args([
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--log-level",
+            "error",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--ui-port",
+            &free_port().to_string(),
+        ])
+        .args([
+            "--http-port",
+            &free_port().to_string(),
+            "--metrics-port",
+            &free_port().to_string(),
+        ])
+        .args([
+            "--search-attribute",
+            "SellWindowId=Keyword",
+            "--search-attribute",
+            "ProductId=Keyword",
+        ])
+        .args(["--search-attribute", "ListingPhase=Keyword"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+        let child = cmd.spawn().expect("start temporal dev server");
+        Self {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// A database of the test's own.
+async fn test_database(dir: &std::path::Path) -> String {
+    match std::env::var("SELLWINDOW_TEST_POSTGRES_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            sqlx::any::install_default_drivers();
+            let name = format!("sw_test_{}_{}", std::process::id(), free_port());
+            let pool = sqlx::AnyPool::connect(&admin_url)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&pool)
+                .await
+                .expect("create test database");
+            let base = admin_url
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_string())
+                .unwrap_or(admin_url);
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}?mode=rwc", dir.join("sellwindow.db").display()),
+    }
+}
+
+pub struct TestApp {
+    pub api: ApiClient,
+    pub store: Store,
+    pub cfg: Config,
+    pub temporal: temporalio_client::Client,
+    app: Option<Application>,
+    worker_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    worker: Option<std::thread::JoinHandle<()>>,
+    _server: TemporalServer,
+    _dir: tempdir::TempDir,
+}
+
+mod tempdir {
+    /// A temporary folder removed on drop.
+    pub struct TempDir(pub std::path::PathBuf);
+    impl TempDir {
+        pub fn new() -> Self {
+            let p = std::env::temp_dir().join(format!(
+                "sellwindow-test-{}-{}",
+                std::process::id(),
+                super::free_port()
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let dir = tempdir::TempDir::new();
+    let server = TemporalServer::start().await;
+    let (grpc_port, http_port) = (free_port(), free_port());
+    let cfg = Config {
+        env: Env::Development,
+        database_url: test_database(&dir.0).await,
+        temporal_address: server.address.clone(),
+        temporal_namespace: "default".into(),
+        task_queue: format!("sellwindow-test-{grpc_port}"),
+        grpc_addr: format!("127.0.0.1:{grpc_port}").parse().unwrap(),
+        http_addr: format!("127.0.0.1:{http_port}").parse().unwrap(),
+        public_base_url: format!("http://127.0.0.1:{http_port}"),
+        payment_callback_url: format!("http://127.0.0.1:{http_port}/payments/callback"),
+        jwt_secret: "test-jwt-secret".into(),
+        callback_secret: "test-callback-secret".into(),
+    };
+    let store = Store::connect(&cfg.database_url).await.expect("database");
+    let client = sellwindow_worker::connect_temporal(&cfg)
+        .await
+        .expect("temporal");
+    // Wait until the server answers namespace calls, not just connections.
+    for _ in 0..100 {
+        let h = client.get_workflow_handle::<sellwindow_workflows::SellWindowWorkflow>("probe");
+        match h.describe(Default::default()).await {
+            Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_)) => break,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker_cfg = cfg.clone();
+    // The SDK's worker future is not Send: it gets a thread and a runtime of its own.
+    let worker = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(sellwindow_worker::run(worker_cfg, async {
+            let _ = stop_rx.await;
+        }))
+        .expect("worker");
+    });
+    let app = Application::build(cfg.clone(), store.clone(), client.clone())
+        .await
+        .expect("api");
+    let api = ApiClient::connect(
+        &format!("http://{}", app.grpc_addr),
+        &format!("http://{}", app.http_addr),
+        &cfg.jwt_secret,
+    )
+    .await
+    .expect("api client");
+    TestApp {
+        api,
+        store,
+        cfg,
+        temporal: client,
+        app: Some(app),
+        worker_stop: Some(stop_tx),
+        worker: Some(worker),
+        _server: server,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        if let Some(tx) = self.worker_stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(w) = self.worker.take() {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(20),
+                tokio::task::spawn_blocking(move || w.join()),
+            )
+            .await;
+        }
+        let _ = self._server.child.kill().await;
+    }
+
+    pub fn admin(&self) -> String {
+        self.api.admin_token()
+    }
+
+    pub async fn product(&self, price: i64) -> pb::Product {
+        self.api
+            .admin()
+            .create_product(ApiClient::req(
+                pb::CreateProductRequest {
+                    id: String::new(),
+                    name: format!("product-{}", free_port()),
+                    unit_price: Some(pb::Money {
+                        currency: "TWD".into(),
+                        amount_minor: price,
+                    }),
+                    work_steps: vec!["cut".into(), "assemble".into()],
+                },
+                &self.admin(),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// A window with one listing closing `close_in` from now.
+    pub async fn window(
+        &self,
+        product: &pb::Product,
+        min: u32,
+        max: u32,
+        close_in: Duration,
+        pay_window_secs: i64,
+    ) -> pb::SellWindow {
+        let close_at = sellwindow_starter::convert::now_ms().0 + close_in.as_millis() as i64;
+        self.api
+            .admin()
+            .create_sell_window(ApiClient::req(
+                pb::CreateSellWindowRequest {
+                    name: "test window".into(),
+                    close_at: Some(sellwindow_starter::convert::ts(close_at)),
+                    listings: vec![pb::ListingInput {
+                        product_id: product.id.clone(),
+                        min_qty: min,
+                        max_qty: max,
+                        payment_window: Some(prost_types::Duration {
+                            seconds: pay_window_secs,
+                            nanos: 0,
+                        }),
+                        per_customer_limit: 0,
+                        min_paid_policy: 0,
+                    }],
+                    request_id: String::new(),
+                },
+                &self.admin(),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn reserve(
+        &self,
+        w: &pb::SellWindow,
+        customer: &str,
+        qty: u32,
+        key: &str,
+    ) -> Result<pb::Order, tonic::Status> {
+        self.api
+            .customer()
+            .reserve_order(ApiClient::req(
+                pb::ReserveOrderRequest {
+                    sell_window_id: w.id.clone(),
+                    product_id: w.listings[0].product_id.clone(),
+                    qty,
+                    idempotency_key: key.into(),
+                },
+                &self.api.customer_token(customer),
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn confirm(
+        &self,
+        w: &pb::SellWindow,
+    ) -> Result<pb::ConfirmBatchResponse, tonic::Status> {
+        self.api
+            .admin()
+            .confirm_batch(ApiClient::req(
+                pb::ConfirmBatchRequest {
+                    sell_window_id: w.id.clone(),
+                    product_id: w.listings[0].product_id.clone(),
+                },
+                &self.admin(),
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn order(&self, id: &str) -> pb::Order {
+        self.api
+            .admin()
+            .list_orders(ApiClient::req(
+                pb::ListOrdersRequest {
+                    sell_window_id: String::new(),
+                    product_id: String::new(),
+                },
+                &self.admin(),
+            ))
+            .await
+            .ok();
+        let o = self
+            .store
+            .order(&sellwindow_domain::OrderId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        sellwindow_starter::convert::order(&o)
+    }
+
+    /// Waits until the order has a payment link.
+    pub async fn payment_of(&self, order_id: &str) -> pb::Order {
+        for _ in 0..100 {
+            let o = self.order(order_id).await;
+            if !o.payment_id.is_empty() {
+                return o;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("order {order_id} got no payment");
+    }
+
+    /// Sends a provider callback signed with `secret`, returning the HTTP status.
+    pub async fn callback(&self, body: &serde_json::Value, secret: &str, t: i64) -> u16 {
+        let raw = serde_json::to_vec(body).unwrap();
+        let sig = sellwindow_starter::signature::sign(secret, t, &raw);
+        reqwest::Client::new()
+            .post(format!("{}/payments/callback", self.api.http_base))
+            .header("x-signature", sig)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub async fn pay(&self, o: &pb::Order, outcome: &str, event_id: &str) -> u16 {
+        let now = sellwindow_starter::convert::now_ms().0 / 1000;
+        let body = serde_json::json!({
+            "event_id": event_id, "payment_id": o.payment_id, "order_id": o.id,
+            "outcome": outcome, "error": if outcome == "failed" { Some("card declined") } else { None }, "occurred_at": now
+        });
+        self.callback(&body, &self.cfg.callback_secret.clone(), now)
+            .await
+    }
+
+    pub async fn events(&self, w: &pb::SellWindow) -> Vec<pb::Event> {
+        self.api
+            .admin()
+            .list_events(ApiClient::req(
+                pb::ListEventsRequest {
+                    sell_window_id: w.id.clone(),
+                    after_seq: 0,
+                },
+                &self.admin(),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .events
+    }
+
+    /// Saves the listing workflow's history for the replay test when
+    /// `SELLWINDOW_RECORD_HISTORIES` is set.
+    pub async fn record_history(&self, w: &pb::SellWindow, name: &str) {
+        if std::env::var("SELLWINDOW_RECORD_HISTORIES").is_err() {
+            return;
+        }
+        let h = self
+            .temporal
+            .get_workflow_handle::<sellwindow_workflows::SellWindowWorkflow>(
+                &w.listings[0].workflow_id,
+            );
+        let json = h.fetch_history(Default::default()).to_json().await.unwrap();
+        let path = workspace_root()
+            .join("workflows/tests/histories")
+            .join(format!("{name}.json"));
+        std::fs::write(path, json).unwrap();
+    }
+}
