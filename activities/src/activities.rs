@@ -485,7 +485,7 @@ impl SellWindowActivities {
                 Some(&pay.order_id),
                 format!(
                     "Your group buy is confirmed. Please pay {} for order {} before {}: {url}",
-                    pay.amount, pay.order_id, pay.expire_at.0
+                    pay.amount, pay.order_id, pay.expire_at
                 ),
             )
             .await?;

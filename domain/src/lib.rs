@@ -67,8 +67,51 @@ impl UnixMillis {
     }
 }
 
+impl std::fmt::Display for UnixMillis {
+    /// `YYYY-MM-DD HH:MM:SS UTC`, for messages to people.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0.div_euclid(1000);
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    }
+}
+
 /// The deterministic Temporal workflow id of one listing (a product in a sell window): starting
 /// it twice is a no-op, and anyone holding both ids can address it.
 pub fn listing_workflow_id(sell_window_id: &SellWindowId, product_id: &ProductId) -> String {
     format!("sellwindow/{sell_window_id}/{product_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_print_as_utc_dates() {
+        assert_eq!(UnixMillis(0).to_string(), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            UnixMillis(1_795_592_182_446).to_string(),
+            "2026-11-25 07:36:22 UTC"
+        );
+        assert_eq!(
+            UnixMillis(951_782_400_000).to_string(),
+            "2000-02-29 00:00:00 UTC"
+        );
+    }
 }
