@@ -3,6 +3,7 @@
 //! - `starter serve`: the gRPC API (:50051) and HTTP side (:8080).
 //! - `starter token --admin` / `starter token --customer ID`: mint a bearer token (local use).
 //! - `starter demo`: play the main flow against a running API.
+//! - `starter worker`: run the worker (the same as the `worker` binary).
 
 use sellwindow_starter::{auth::Auth, demo};
 use sellwindow_worker::{Config, telemetry};
@@ -16,6 +17,11 @@ async fn main() -> anyhow::Result<()> {
             telemetry::init();
             tracing::info!(config = ?cfg, "starting API");
             sellwindow_starter::app::serve(cfg, telemetry::shutdown_signal()).await
+        }
+        Some("worker") => {
+            telemetry::init();
+            tracing::info!(config = ?cfg, "starting worker");
+            sellwindow_worker::run(cfg, telemetry::shutdown_signal()).await
         }
         Some("token") => {
             let auth = Auth::new(&cfg.jwt_secret);
@@ -35,6 +41,6 @@ async fn main() -> anyhow::Result<()> {
                 std::env::var("TEMPORAL_UI_URL").unwrap_or_else(|_| "http://localhost:8233".into());
             demo::run(&api, &ui, &cfg.temporal_namespace).await
         }
-        Some(other) => anyhow::bail!("unknown command {other}; use serve, token or demo"),
+        Some(other) => anyhow::bail!("unknown command {other}; use serve, worker, token or demo"),
     }
 }
