@@ -605,14 +605,14 @@ impl SellWindowActivities {
             OrderStatus::Cancelled => ("order.cancelled", "order_cancelled"),
             _ => ("order.expired", "order_expired"),
         };
-        // Paid orders leave only when the threshold policy cancels them; they count in paid_qty.
-        let (from, counter) = if w.reason == ReleaseReason::PaidUnderThreshold {
-            ("('PAID')", "paid_qty")
-        } else {
-            ("('RESERVED', 'PAYMENT_REQUESTED')", "reserved_qty")
-        };
-        let mut released = 0u32;
+        // Each order leaves from the status the workflow saw it in; paid ones count in paid_qty.
+        let (mut released_reserved, mut released_paid) = (0u32, 0u32);
         for r in &w.orders {
+            let from = if r.was == OrderStatus::Paid {
+                "('PAID')"
+            } else {
+                "('RESERVED', 'PAYMENT_REQUESTED')"
+            };
             let moved = sqlx::query(&format!(
                 "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status IN {from}"
             ))
@@ -624,7 +624,11 @@ impl SellWindowActivities {
             if moved.rows_affected() != 1 {
                 continue;
             }
-            released += r.qty.get();
+            if r.was == OrderStatus::Paid {
+                released_paid += r.qty.get();
+            } else {
+                released_reserved += r.qty.get();
+            }
             sqlx::query(
                 "UPDATE payments SET status = 'EXPIRED', updated_at = $1 WHERE order_id = $2 AND status = 'INIT'",
             )
@@ -656,6 +660,19 @@ impl SellWindowActivities {
                     "Order {} is cancelled: too few units were paid for the group to go ahead. Your payment is refunded.",
                     r.order_id
                 ),
+                ReleaseReason::CustomerCancelled => format!(
+                    "Order {} is cancelled as you asked. Its units were released.",
+                    r.order_id
+                ),
+                ReleaseReason::WindowCancelled => format!(
+                    "Order {} is cancelled: the shop cancelled this sell window.{}",
+                    r.order_id,
+                    if r.was == OrderStatus::Paid {
+                        " Your payment is refunded."
+                    } else {
+                        " Nothing was charged."
+                    }
+                ),
             };
             u.notify(
                 Recipient::Customer,
@@ -667,6 +684,7 @@ impl SellWindowActivities {
             )
             .await?;
         }
+        let released = released_reserved + released_paid;
         if released > 0 {
             sqlx::query(
                 "UPDATE sell_window_quota SET sold_qty = sold_qty - $1, \
@@ -679,10 +697,11 @@ impl SellWindowActivities {
             .bind(p)
             .execute(&mut *u.tx)
             .await?;
-            sqlx::query(&format!(
-                "UPDATE counters SET {counter} = {counter} - $1 WHERE sell_window_id = $2 AND product_id = $3"
-            ))
-            .bind(i(released))
+            sqlx::query(
+                "UPDATE counters SET reserved_qty = reserved_qty - $1, paid_qty = paid_qty - $2 WHERE sell_window_id = $3 AND product_id = $4",
+            )
+            .bind(i(released_reserved))
+            .bind(i(released_paid))
             .bind(sw)
             .bind(p)
             .execute(&mut *u.tx)
@@ -728,6 +747,36 @@ impl SellWindowActivities {
         let mut u = Unit::begin(&self.store, &w.listing, w.at).await?;
         let sw = w.listing.sell_window_id.as_str();
         let p = w.listing.product_id.as_str();
+        if w.kind == FinalizeKind::WindowCancelled {
+            if u.event(
+                &format!("sell_window.cancelled:{sw}:{p}"),
+                "sell_window.cancelled",
+                None,
+                json!({"reason": "cancelled by the admin"}),
+            )
+            .await?
+            {
+                sqlx::query("UPDATE sell_window_quota SET status = 'CLOSED' WHERE sell_window_id = $1 AND product_id = $2")
+                    .bind(sw)
+                    .bind(p)
+                    .execute(&mut *u.tx)
+                    .await?;
+                u.set_phase(Phase::Cancelled).await?;
+                u.notify(
+                    Recipient::Admin,
+                    "admin",
+                    "window_cancelled",
+                    &format!("{sw}:{p}"),
+                    None,
+                    format!(
+                        "{}: cancelled; every order was cancelled and every paid one refunded.",
+                        listing_name(&w.listing)
+                    ),
+                )
+                .await?;
+            }
+            return u.commit(&self.store, &*self.sink).await;
+        }
         if !u
             .event(
                 &format!("sell_window.finalize_requested:{sw}:{p}"),
@@ -856,7 +905,9 @@ impl SellWindowActivities {
                 )
                 .await?;
             }
-            FinalizeKind::GroupNotFormed => unreachable!("handled above"),
+            FinalizeKind::GroupNotFormed | FinalizeKind::WindowCancelled => {
+                unreachable!("handled above")
+            }
         }
         u.commit(&self.store, &*self.sink).await
     }

@@ -68,6 +68,10 @@ pub enum ReleaseReason {
     GroupNotFormed,
     /// `CANCEL_AND_REFUND`: the paid quantity stayed under the threshold; paid orders cancel.
     PaidUnderThreshold,
+    /// The customer cancelled their own order.
+    CustomerCancelled,
+    /// The admin cancelled the sell window.
+    WindowCancelled,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +106,8 @@ pub enum FinalizeKind {
         work_order_id: WorkOrderId,
         steps: Vec<(StepId, String)>,
     },
+    /// The admin cancelled the window before close.
+    WindowCancelled,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

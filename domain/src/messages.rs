@@ -123,3 +123,10 @@ pub struct ListingFigures {
     pub final_paid_qty: Option<u32>,
     pub work_order_id: Option<WorkOrderId>,
 }
+
+/// A customer's request about one of their orders (cancel, retry payment).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerOrder {
+    pub order_id: OrderId,
+    pub customer_id: CustomerId,
+}

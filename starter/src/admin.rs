@@ -309,6 +309,36 @@ impl AdminService for Admin {
         }))
     }
 
+    async fn cancel_sell_window(
+        &self,
+        req: Request<pb::CancelSellWindowRequest>,
+    ) -> Result<Response<pb::SellWindow>, Status> {
+        self.0.auth.admin(req.metadata())?;
+        let sw = id_or_invalid(SellWindowId::parse(req.into_inner().sell_window_id))?;
+        let window = self
+            .0
+            .store
+            .sell_window(&sw)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("sell window {sw} not found")))?;
+        for l in &window.listings {
+            let handle = self
+                .0
+                .client
+                .get_workflow_handle::<SellWindowWorkflow>(&l.workflow_id);
+            handle
+                .execute_update(
+                    SellWindowWorkflow::cancel_window,
+                    (),
+                    WorkflowExecuteUpdateOptions::default(),
+                )
+                .await
+                .map_err(from_update)?;
+        }
+        Ok(Response::new(self.0.sell_window_pb(&sw, true).await?))
+    }
+
     async fn list_orders(
         &self,
         req: Request<pb::ListOrdersRequest>,

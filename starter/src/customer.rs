@@ -8,6 +8,7 @@ use crate::metrics::Metrics;
 use crate::pb::{self, customer_service_server::CustomerService};
 use sellwindow_activities::queries::SellWindowRow;
 use sellwindow_domain::*;
+use sellwindow_workflows::SellWindowWorkflow;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -117,6 +118,61 @@ impl State {
     }
 }
 
+impl State {
+    /// Sends a customer's request about their own order to its listing and answers with the
+    /// order as stored afterwards.
+    async fn change_order(
+        &self,
+        customer: CustomerId,
+        order_id: String,
+        retry: bool,
+    ) -> Result<pb::Order, ApiError> {
+        let id = OrderId::parse(order_id)?;
+        let o = self
+            .store
+            .order(&id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))?;
+        if o.customer_id != customer.as_str() {
+            return Err(ApiError::PermissionDenied(
+                "this order belongs to another customer".into(),
+            ));
+        }
+        let sw = SellWindowId::parse(o.sell_window_id.clone())?;
+        let p = ProductId::parse(o.product_id.clone())?;
+        let handle = self
+            .client
+            .get_workflow_handle::<SellWindowWorkflow>(listing_workflow_id(&sw, &p));
+        let input = CustomerOrder {
+            order_id: id.clone(),
+            customer_id: customer,
+        };
+        let opts = temporalio_client::WorkflowExecuteUpdateOptions::default();
+        let done = if retry {
+            handle
+                .execute_update(SellWindowWorkflow::retry_payment, input, opts)
+                .await
+        } else {
+            handle
+                .execute_update(SellWindowWorkflow::cancel_order, input, opts)
+                .await
+        };
+        done.map_err(|e| match crate::error::from_update(e) {
+            // The listing's workflow has finished: nothing about the order can change now.
+            ApiError::NotFound(m) if m.starts_with("no such listing") => {
+                ApiError::Precondition(format!("order {id} can no longer change"))
+            }
+            other => other,
+        })?;
+        let o = self
+            .store
+            .order(&id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))?;
+        Ok(convert::order(&o))
+    }
+}
+
 fn replay(answer: &str) -> Result<pb::Order, ApiError> {
     match serde_json::from_str::<StoredAnswer>(answer)
         .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -198,6 +254,30 @@ impl CustomerService for Customer {
         Ok(Response::new(pb::ListOrdersResponse {
             orders: rows.iter().map(convert::order).collect(),
         }))
+    }
+
+    async fn cancel_order(
+        &self,
+        req: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let customer = self.0.auth.customer(req.metadata())?;
+        Ok(Response::new(
+            self.0
+                .change_order(customer, req.into_inner().order_id, false)
+                .await?,
+        ))
+    }
+
+    async fn retry_payment(
+        &self,
+        req: Request<pb::RetryPaymentRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let customer = self.0.auth.customer(req.metadata())?;
+        Ok(Response::new(
+            self.0
+                .change_order(customer, req.into_inner().order_id, true)
+                .await?,
+        ))
     }
 
     async fn list_my_notifications(

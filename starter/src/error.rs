@@ -64,6 +64,9 @@ pub fn from_update(e: temporalio_client::errors::WorkflowUpdateError) -> ApiErro
             match parse(&msg) {
                 Some((RejectCode::FailedPrecondition, m)) => ApiError::Precondition(m.to_string()),
                 Some((RejectCode::NotFound, m)) => ApiError::NotFound(m.to_string()),
+                Some((RejectCode::PermissionDenied, m)) => {
+                    ApiError::PermissionDenied(m.to_string())
+                }
                 Some((RejectCode::InvalidArgument, m)) => {
                     ApiError::Invalid(DomainError::invalid("request", m))
                 }

@@ -55,6 +55,25 @@ pub enum PaymentEffect {
     Ignore,
 }
 
+/// Why a customer's change to an order is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelRefusal {
+    NotFound,
+    NotYours,
+    /// The order's status does not allow it (e.g. PAID cannot be cancelled by the customer).
+    Status(OrderStatus),
+}
+
+impl std::fmt::Display for CancelRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CancelRefusal::NotFound => f.write_str("unknown order"),
+            CancelRefusal::NotYours => f.write_str("this order belongs to another customer"),
+            CancelRefusal::Status(s) => write!(f, "the order is {s}"),
+        }
+    }
+}
+
 /// What happens at close_at.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FinalizePlan {
@@ -532,6 +551,84 @@ impl Listing {
             final_paid_qty,
             outcome,
         }
+    }
+
+    /// Why the customer cannot cancel this order, if they cannot.
+    pub fn cancel_refusal(&self, order: &OrderId, customer: &CustomerId) -> Option<CancelRefusal> {
+        let Some(o) = self.orders.get(order) else {
+            return Some(CancelRefusal::NotFound);
+        };
+        if &o.customer_id != customer {
+            return Some(CancelRefusal::NotYours);
+        }
+        if !o.status.counts_as_reserved() {
+            return Some(CancelRefusal::Status(o.status));
+        }
+        None
+    }
+
+    /// The customer cancels their own RESERVED or PAYMENT_REQUESTED order: its units go back.
+    pub fn cancel_order(
+        &mut self,
+        order: &OrderId,
+        customer: &CustomerId,
+    ) -> Result<(Released, bool), CancelRefusal> {
+        if let Some(r) = self.cancel_refusal(order, customer) {
+            return Err(r);
+        }
+        Ok(self
+            .release(order, OrderStatus::Cancelled)
+            .expect("checked: the order holds reserved units"))
+    }
+
+    /// Why a new payment attempt cannot be opened for this order, if it cannot.
+    pub fn retry_refusal(&self, order: &OrderId, customer: &CustomerId) -> Option<CancelRefusal> {
+        let Some(o) = self.orders.get(order) else {
+            return Some(CancelRefusal::NotFound);
+        };
+        if &o.customer_id != customer {
+            return Some(CancelRefusal::NotYours);
+        }
+        if o.status != OrderStatus::PaymentRequested {
+            return Some(CancelRefusal::Status(o.status));
+        }
+        None
+    }
+
+    /// The admin cancels the window before finalize: every order is cancelled, paid ones are
+    /// refunded. Returns (unpaid released, paid to refund).
+    pub fn cancel_window(&mut self) -> Result<(Vec<Released>, Vec<Released>), String> {
+        if !self.phase.accepts_reservations() {
+            return Err(format!(
+                "the listing is {} and can no longer be cancelled",
+                self.phase
+            ));
+        }
+        let ids: Vec<OrderId> = self.orders.keys().cloned().collect();
+        let unpaid = ids
+            .iter()
+            .filter_map(|id| self.release(id, OrderStatus::Cancelled))
+            .map(|(r, _)| r)
+            .collect();
+        let mut paid = Vec::new();
+        for id in ids {
+            let o = self.orders.get_mut(&id).expect("present");
+            if o.status == OrderStatus::Paid {
+                o.status = OrderStatus::Cancelled;
+                self.paid_qty -= o.qty.get();
+                self.sold_qty -= o.qty.get();
+                paid.push(Released {
+                    order_id: id.clone(),
+                    customer_id: o.customer_id.clone(),
+                    qty: o.qty,
+                    was: OrderStatus::Paid,
+                    payment_id: o.payment.as_ref().map(|(_, p)| p.clone()),
+                });
+            }
+        }
+        self.quota_status = QuotaStatus::Closed;
+        self.phase = Phase::Cancelled;
+        Ok((unpaid, paid))
     }
 
     /// Why a step cannot be completed, if it cannot.

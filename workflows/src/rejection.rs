@@ -7,6 +7,7 @@ pub enum RejectCode {
     FailedPrecondition,
     NotFound,
     InvalidArgument,
+    PermissionDenied,
 }
 
 impl RejectCode {
@@ -15,6 +16,7 @@ impl RejectCode {
             RejectCode::FailedPrecondition => "FAILED_PRECONDITION",
             RejectCode::NotFound => "NOT_FOUND",
             RejectCode::InvalidArgument => "INVALID_ARGUMENT",
+            RejectCode::PermissionDenied => "PERMISSION_DENIED",
         }
     }
 }
@@ -32,6 +34,7 @@ pub fn parse(msg: &str) -> Option<(RejectCode, &str)> {
         RejectCode::FailedPrecondition,
         RejectCode::NotFound,
         RejectCode::InvalidArgument,
+        RejectCode::PermissionDenied,
     ]
     .into_iter()
     .find_map(|c| {

@@ -5,7 +5,7 @@
 //! reservations and payments until close_at (expiring unpaid orders at their deadlines),
 //! finalize, then wait for production to complete.
 
-use crate::machine::{FinalOutcome, FinalizePlan, Listing, PaymentEffect};
+use crate::machine::{CancelRefusal, FinalOutcome, FinalizePlan, Listing, PaymentEffect};
 use crate::rejection::{RejectCode, reject};
 use sellwindow_activities::SellWindowActivities as Acts;
 use sellwindow_activities::inputs::*;
@@ -86,7 +86,8 @@ impl SellWindowWorkflow {
         loop {
             let t = now(ctx);
             let close_at = ctx.state(|s| s.listing.spec.close_at);
-            if t >= close_at {
+            // An admin cancel ends the listing before close_at.
+            if t >= close_at || ctx.state(|s| s.listing.phase.is_final()) {
                 break;
             }
             let next = ctx.state(|s| s.listing.next_payment_deadline());
@@ -104,14 +105,28 @@ impl SellWindowWorkflow {
             temporalio_sdk::workflows::select! {
                 _ = ctx.timer(temporalio_sdk::TimerOptions::builder(sleep).summary(summary.to_string()).build()) => {}
                 // Confirm (or a late reservation) brought a deadline earlier than the timer.
-                _ = ctx.wait_condition(move |s: &Self| s.listing.next_payment_deadline().is_some_and(|d| d < wake)) => {}
+                _ = ctx.wait_condition(move |s: &Self| s.listing.phase.is_final() || s.listing.next_payment_deadline().is_some_and(|d| d < wake)) => {}
             }
         }
-        finalize(ctx).await?;
+        if !ctx.state(|s| s.listing.phase.is_final()) {
+            finalize(ctx).await?;
+        }
         publish(ctx);
         ctx.wait_condition(|s: &Self| s.listing.phase.is_final() && s.busy == 0)
             .await?;
         publish(ctx);
+        if ctx.patched("settle-late-payments") {
+            // A provider may still report a payment for an order that closed: stay a while so
+            // it is refunded (never counted) instead of finding no workflow.
+            let settle = ctx.state(|s| s.listing.spec.payment_window_ms.clamp(1_000, 3_600_000));
+            ctx.timer(
+                temporalio_sdk::TimerOptions::builder(Duration::from_millis(settle as u64))
+                    .summary("settle late payments".to_string())
+                    .build(),
+            )
+            .await;
+            ctx.wait_condition(|s: &Self| s.busy == 0).await?;
+        }
         Ok(ctx.state(|s| s.listing.figures()))
     }
 
@@ -281,6 +296,148 @@ impl SellWindowWorkflow {
         ctx.state_mut(|s| s.busy -= 1);
     }
 
+    #[update_validator(cancel_order)]
+    fn validate_cancel_order(
+        &self,
+        _ctx: &WorkflowContextView,
+        r: &CustomerOrder,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        match self.listing.cancel_refusal(&r.order_id, &r.customer_id) {
+            Some(refusal) => Err(refused(refusal)),
+            None => Ok(()),
+        }
+    }
+
+    /// A customer cancels their own RESERVED or PAYMENT_REQUESTED order; its units go back.
+    #[update]
+    pub async fn cancel_order(
+        ctx: &mut WorkflowContext<Self>,
+        r: CustomerOrder,
+    ) -> Result<OrderView, HandlerError> {
+        let t = now(ctx);
+        let decided = ctx.state_mut(|s| {
+            s.busy += 1;
+            s.listing.cancel_order(&r.order_id, &r.customer_id)
+        });
+        let result = match decided {
+            Ok((released, reopened)) => release(
+                ctx,
+                vec![released],
+                OrderStatus::Cancelled,
+                ReleaseReason::CustomerCancelled,
+                reopened,
+                t,
+            )
+            .await
+            .map_err(|e| HandlerError::from(anyhow_msg(e))),
+            Err(refusal) => Err(refused(refusal)),
+        };
+        ctx.state_mut(|s| s.busy -= 1);
+        publish(ctx);
+        result?;
+        Ok(ctx
+            .state(|s| s.listing.order_view(&r.order_id))
+            .expect("the order exists"))
+    }
+
+    #[update_validator(retry_payment)]
+    fn validate_retry_payment(
+        &self,
+        _ctx: &WorkflowContextView,
+        r: &CustomerOrder,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        match self.listing.retry_refusal(&r.order_id, &r.customer_id) {
+            Some(refusal) => Err(refused(refusal)),
+            None => Ok(()),
+        }
+    }
+
+    /// A new pay link after a failed attempt (the open one, if an attempt is still open).
+    #[update]
+    pub async fn retry_payment(
+        ctx: &mut WorkflowContext<Self>,
+        r: CustomerOrder,
+    ) -> Result<OrderView, HandlerError> {
+        let t = now(ctx);
+        ctx.state_mut(|s| s.busy += 1);
+        let result = open_payments(ctx, std::slice::from_ref(&r.order_id), t).await;
+        ctx.state_mut(|s| s.busy -= 1);
+        result.map_err(|e| HandlerError::from(anyhow_msg(e)))?;
+        Ok(ctx
+            .state(|s| s.listing.order_view(&r.order_id))
+            .expect("the order exists"))
+    }
+
+    #[update_validator(cancel_window)]
+    fn validate_cancel_window(
+        &self,
+        _ctx: &WorkflowContextView,
+        _input: &(),
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if self.listing.phase.accepts_reservations() {
+            Ok(())
+        } else {
+            Err(reject(
+                RejectCode::FailedPrecondition,
+                format!(
+                    "the listing is {} and can no longer be cancelled",
+                    self.listing.phase
+                ),
+            ))
+        }
+    }
+
+    /// The admin cancels the listing before close: every order is cancelled and every paid one
+    /// refunded (the saga's compensation).
+    #[update]
+    pub async fn cancel_window(
+        ctx: &mut WorkflowContext<Self>,
+        _input: (),
+    ) -> Result<ListingFigures, HandlerError> {
+        let t = now(ctx);
+        let (unpaid, paid) = ctx
+            .state_mut(|s| {
+                s.busy += 1;
+                s.listing.cancel_window()
+            })
+            .map_err(|why| reject(RejectCode::FailedPrecondition, why))?;
+        let result = async {
+            release(
+                ctx,
+                unpaid,
+                OrderStatus::Cancelled,
+                ReleaseReason::WindowCancelled,
+                false,
+                t,
+            )
+            .await?;
+            release(
+                ctx,
+                paid.clone(),
+                OrderStatus::Cancelled,
+                ReleaseReason::WindowCancelled,
+                false,
+                t,
+            )
+            .await?;
+            refund_all(ctx, paid, "the shop cancelled the sell window", t).await?;
+            let write = FinalizeWrite {
+                listing: key(ctx),
+                batch_id: ctx.state(|s| s.listing.spec.batch_id()),
+                final_paid_qty: 0,
+                kind: FinalizeKind::WindowCancelled,
+                at: t,
+            };
+            persist!(ctx, Acts::finalize_listing, write, "cancel window");
+            WorkflowResult::Ok(())
+        }
+        .await;
+        ctx.state_mut(|s| s.busy -= 1);
+        publish(ctx);
+        result.map_err(|e| HandlerError::from(anyhow_msg(e)))?;
+        Ok(ctx.state(|s| s.listing.figures()))
+    }
+
     #[update_validator(complete_step)]
     fn validate_complete_step(
         &self,
@@ -331,6 +488,40 @@ impl SellWindowWorkflow {
             production_completed: ctx.state(|s| s.listing.phase == Phase::Shipped),
         })
     }
+}
+
+fn refused(r: CancelRefusal) -> HandlerError {
+    let code = match r {
+        CancelRefusal::NotFound => RejectCode::NotFound,
+        CancelRefusal::NotYours => RejectCode::PermissionDenied,
+        CancelRefusal::Status(_) => RejectCode::FailedPrecondition,
+    };
+    reject(code, r)
+}
+
+/// Refunds every paid order in `orders` (one idempotent activity each).
+async fn refund_all(
+    ctx: &WorkflowContext<SellWindowWorkflow>,
+    orders: Vec<Released>,
+    reason: &str,
+    t: UnixMillis,
+) -> WorkflowResult<()> {
+    let price = ctx.state(|s| s.listing.spec.unit_price.clone());
+    for r in orders {
+        if let Some(payment_id) = r.payment_id {
+            let write = RefundWrite {
+                listing: key(ctx),
+                order_id: r.order_id,
+                payment_id,
+                customer_id: r.customer_id,
+                amount: price.times(r.qty.get()),
+                reason: reason.to_string(),
+                at: t,
+            };
+            persist!(ctx, Acts::refund_payment, write, "refund");
+        }
+    }
+    Ok(())
 }
 
 fn anyhow_msg(e: temporalio_sdk::WorkflowTermination) -> String {
@@ -568,21 +759,8 @@ async fn finalize(ctx: &WorkflowContext<SellWindowWorkflow>) -> WorkflowResult<(
                         t,
                     )
                     .await?;
-                    let price = ctx.state(|s| s.listing.spec.unit_price.clone());
-                    for r in refunded {
-                        if let Some(payment_id) = r.payment_id {
-                            let write = RefundWrite {
-                                listing: listing.clone(),
-                                order_id: r.order_id,
-                                payment_id,
-                                customer_id: r.customer_id,
-                                amount: price.times(r.qty.get()),
-                                reason: "the group bought less than the threshold".into(),
-                                at: t,
-                            };
-                            persist!(ctx, Acts::refund_payment, write, "refund under threshold");
-                        }
-                    }
+                    refund_all(ctx, refunded, "the group bought less than the threshold", t)
+                        .await?;
                     FinalizeKind::CancelledUnderThreshold
                 }
             };

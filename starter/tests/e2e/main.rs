@@ -12,6 +12,20 @@ fn names(events: &[sellwindow_starter::pb::Event]) -> Vec<String> {
     events.iter().map(|e| e.name.clone()).collect()
 }
 
+/// The workflow decides before its activities write: wait until the log shows `name`.
+async fn wait_event(app: &helpers::TestApp, w: &sellwindow_starter::pb::SellWindow, name: &str) {
+    for _ in 0..200 {
+        if names(&app.events(w).await).iter().any(|n| n == name) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "event {name} never appeared: {:?}",
+        names(&app.events(w).await)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn main_flow_runs_end_to_end_and_logs_the_seed_events_in_order() {
     let app = spawn_app().await;
@@ -44,6 +58,7 @@ async fn main_flow_runs_end_to_end_and_logs_the_seed_events_in_order() {
         })
         .await
         .unwrap();
+    wait_event(&app, &w, "production.started").await;
     let l = &done.listings[0];
     assert_eq!(
         (l.sold_qty, l.reserved_qty, l.paid_qty, l.final_paid_qty),
@@ -147,6 +162,7 @@ async fn main_flow_runs_end_to_end_and_logs_the_seed_events_in_order() {
         })
         .await
         .unwrap();
+    wait_event(&app, &w, "production.completed").await;
     let tail = names(&app.events(&w).await)[expected.len()..].to_vec();
     assert_eq!(
         tail,
@@ -370,6 +386,7 @@ async fn an_unpaid_order_expires_at_its_deadline_and_releases_its_units() {
         .await
         .unwrap();
     assert_eq!(open.listings[0].quota_status, "OPEN");
+    wait_event(&app, &w, "order.expired").await;
     assert_eq!(app.order(&o.id).await.status, "EXPIRED");
     // The freed units can be reserved again, straight into payment.
     let again = app.reserve(&w, "fast", 2, "k").await.unwrap();
@@ -392,6 +409,7 @@ async fn a_window_never_confirmed_fails_at_close_and_cancels_every_order() {
         })
         .await
         .unwrap();
+    wait_event(&app, &w, "sell_window.failed").await;
     assert_eq!(app.order(&o.id).await.status, "CANCELLED");
     let ev = names(&app.events(&w).await);
     assert_eq!(
@@ -412,3 +430,4 @@ async fn a_window_never_confirmed_fails_at_close_and_cancels_every_order() {
     app.record_history(&w, "window_failed").await;
     app.stop().await;
 }
+mod branches;
