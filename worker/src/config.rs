@@ -22,6 +22,8 @@ pub struct Config {
     pub payment_callback_url: String,
     pub jwt_secret: String,
     pub callback_secret: String,
+    /// When set, notifications are POSTed here (with retries) instead of only logged.
+    pub notify_webhook_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -36,6 +38,10 @@ impl std::fmt::Debug for Config {
             .field("grpc_addr", &self.grpc_addr)
             .field("http_addr", &self.http_addr)
             .field("public_base_url", &self.public_base_url)
+            .field(
+                "notify_webhook_url",
+                &self.notify_webhook_url.as_deref().map(redact_url),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +114,7 @@ impl Config {
             public_base_url,
             jwt_secret: secret("JWT_SECRET", DEV_JWT_SECRET)?,
             callback_secret: secret("PAYMENT_CALLBACK_SECRET", DEV_CALLBACK_SECRET)?,
+            notify_webhook_url: get("NOTIFY_WEBHOOK_URL").filter(|v| !v.is_empty()),
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod telemetry;
 
 pub use config::{Config, Env};
 
+use sellwindow_activities::notify::{NotificationSink, WebhookSink, redeliver_pending};
 use sellwindow_activities::{LogSink, SellWindowActivities, Store};
 use sellwindow_workflows::SellWindowWorkflow;
 use std::sync::Arc;
@@ -41,14 +42,22 @@ pub async fn connect_temporal(cfg: &Config) -> anyhow::Result<Client> {
     ))
 }
 
+/// The configured notification sink: the webhook when one is set, else the log.
+pub fn sink(cfg: &Config) -> Arc<dyn NotificationSink> {
+    match &cfg.notify_webhook_url {
+        Some(url) => Arc::new(WebhookSink::new(url.clone())),
+        None => Arc::new(LogSink),
+    }
+}
+
 pub fn build_worker(
     runtime: &Runtime,
     client: Client,
     store: Store,
+    sink: Arc<dyn NotificationSink>,
     cfg: &Config,
 ) -> anyhow::Result<Worker> {
-    let activities =
-        SellWindowActivities::new(store, Arc::new(LogSink), cfg.public_base_url.clone());
+    let activities = SellWindowActivities::new(store, sink, cfg.public_base_url.clone());
     let options = WorkerOptions::new(cfg.task_queue.clone())
         .register_workflow::<SellWindowWorkflow>()?
         .register_activities(activities)
@@ -64,7 +73,23 @@ pub async fn run(
     let store = Store::connect(&cfg.database_url).await?;
     let client = connect_temporal(&cfg).await?;
     let runtime = Runtime::from_current_tokio(Default::default())?;
-    let mut worker = build_worker(&runtime, client, store, &cfg)?;
+    let sink = sink(&cfg);
+    let mut worker = build_worker(&runtime, client, store.clone(), sink.clone(), &cfg)?;
+    // Whatever a sink could not deliver is tried again, every 30 s.
+    let redelivery = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            let cutoff = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64 - 10_000)
+                .unwrap_or(0);
+            match redeliver_pending(&store, &*sink, sellwindow_domain::UnixMillis(cutoff)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(delivered = n, "redelivered notifications"),
+                Err(e) => tracing::warn!(error = %e, "notification redelivery failed"),
+            }
+        }
+    });
     let stop = worker.shutdown_handle();
     tracing::info!(task_queue = %cfg.task_queue, "worker started");
     let run = worker.run();
@@ -76,6 +101,7 @@ pub async fn run(
             run.await?;
         }
     }
+    redelivery.abort();
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -239,6 +239,8 @@ enum Op {
     Fail(u32),
     ProviderExpire(u32),
     Tick(i64),
+    CustomerCancel(u32, u8),
+    AdminCancel,
     Close,
 }
 
@@ -250,6 +252,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u32..40).prop_map(Op::Fail),
         1 => (0u32..40).prop_map(Op::ProviderExpire),
         1 => (1i64..30_000).prop_map(Op::Tick),
+        1 => (0u32..40, 0u8..5).prop_map(|(n, c)| Op::CustomerCancel(n, c)),
+        1 => Just(Op::AdminCancel),
         1 => Just(Op::Close),
     ]
 }
@@ -268,7 +272,15 @@ proptest! {
         let mut now = UnixMillis(0);
         for op in ops {
             match op {
-                Op::Reserve(n, c, q) => { l.reserve(&[item(n, &format!("c{c}"), q)], now); }
+                Op::Reserve(n, c, q) => {
+                    let plan = l.reserve(&[item(n, &format!("c{c}"), q)], now);
+                    if let Some(limit) = limit {
+                        let held: u32 = l.orders.values()
+                            .filter(|o| o.customer_id.as_str() == format!("c{c}") && o.status.holds_quota())
+                            .map(|o| o.qty.get()).sum();
+                        prop_assert!(plan.accepted.is_empty() || held <= limit);
+                    }
+                }
                 Op::Confirm => {
                     if let Ok(moved) = l.confirm(now) { l.open_payments(&moved); }
                 }
@@ -282,6 +294,19 @@ proptest! {
                     l.apply_payment(&PaymentResult { event_id: "e".into(), payment_id, order_id: id, outcome, error: None, occurred_at: now });
                 }
                 Op::Tick(ms) => { now = now.plus_ms(ms); l.expire_due(now); }
+                Op::CustomerCancel(n, c) => {
+                    let id = OrderId::parse(format!("o-{n}")).unwrap();
+                    let who = CustomerId::parse(format!("c{c}")).unwrap();
+                    let before = l.orders.get(&id).map(|o| o.status);
+                    let r = l.cancel_order(&id, &who);
+                    // A paid order never goes back through the customer.
+                    if before == Some(OrderStatus::Paid) { prop_assert!(r.is_err()); }
+                }
+                Op::AdminCancel => {
+                    if l.cancel_window().is_ok() {
+                        prop_assert_eq!((l.sold_qty, l.reserved_qty, l.paid_qty), (0, 0, 0));
+                    }
+                }
                 Op::Close => { if !l.phase.is_final() && l.phase != Phase::InProduction { l.finalize(now); } }
             }
             prop_assert!(l.check_invariants().is_ok(), "{:?}", l.check_invariants());

@@ -168,6 +168,7 @@ pub async fn spawn_app() -> TestApp {
         payment_callback_url: format!("http://127.0.0.1:{http_port}/payments/callback"),
         jwt_secret: "test-jwt-secret".into(),
         callback_secret: "test-callback-secret".into(),
+        notify_webhook_url: None,
     };
     let store = Store::connect(&cfg.database_url).await.expect("database");
     let client = sellwindow_worker::connect_temporal(&cfg)

@@ -1,0 +1,134 @@
+//! The webhook sink against a real HTTP listener, and redelivery of what a sink missed.
+
+use sellwindow_activities::Store;
+use sellwindow_activities::notify::{NotificationSink, WebhookSink, redeliver_pending};
+use sellwindow_activities::store::{self, Notification, Recipient};
+use sellwindow_domain::UnixMillis;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A one-route HTTP server answering `statuses` in turn (then 200), recording request bodies.
+async fn server(statuses: Vec<u16>) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read headers, then the body by Content-Length.
+            let body = loop {
+                let k = sock.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..k]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break text[end + 4..end + 4 + len].to_string();
+                    }
+                }
+            };
+            log.lock().unwrap().push(body);
+            let status = statuses.get(n).copied().unwrap_or(200);
+            n += 1;
+            let reply =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            sock.write_all(reply.as_bytes()).await.unwrap();
+        }
+    });
+    (url, seen)
+}
+
+fn note(id: &str) -> Notification {
+    Notification {
+        id: id.into(),
+        recipient: Recipient::Customer,
+        recipient_id: "c-1".into(),
+        kind: "shipped".into(),
+        sell_window_id: None,
+        product_id: None,
+        order_id: None,
+        message: "Order o-1 has shipped.".into(),
+        created_at: UnixMillis(1),
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_sink_retries_until_the_receiver_accepts() {
+    let (url, seen) = server(vec![500, 503]).await;
+    WebhookSink::new(url).deliver(&note("n-1")).await.unwrap();
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 3);
+    let json: serde_json::Value = serde_json::from_str(&bodies[2]).unwrap();
+    assert_eq!(
+        (json["id"].as_str(), json["kind"].as_str()),
+        (Some("n-1"), Some("shipped"))
+    );
+}
+
+#[tokio::test]
+async fn the_webhook_sink_gives_up_after_its_attempts() {
+    let (url, seen) = server(vec![500, 500, 500, 500]).await;
+    assert!(WebhookSink::new(url).deliver(&note("n-2")).await.is_err());
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+struct Counting(AtomicUsize);
+impl NotificationSink for Counting {
+    fn deliver<'a>(
+        &'a self,
+        _n: &'a Notification,
+    ) -> sellwindow_activities::notify::DeliverFuture<'a> {
+        Box::pin(async move {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn undelivered_notifications_are_redelivered_once() {
+    let dir = std::env::temp_dir().join(format!("sw-notify-{}", std::process::id()));
+    let store = Store::connect(&format!("sqlite://{}/n.db?mode=rwc", dir.display()))
+        .await
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        store::save_notification(&mut tx, &note("n-3"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store::save_notification(&mut tx, &note("n-3"))
+            .await
+            .unwrap(),
+        "saved twice"
+    );
+    tx.commit().await.unwrap();
+    let sink = Counting(AtomicUsize::new(0));
+    assert_eq!(
+        redeliver_pending(&store, &sink, UnixMillis(10))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        redeliver_pending(&store, &sink, UnixMillis(10))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(sink.0.load(Ordering::SeqCst), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
