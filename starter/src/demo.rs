@@ -381,3 +381,249 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
     );
     Ok(())
 }
+
+async fn create_window(
+    api: &ApiClient,
+    name: &str,
+    min: u32,
+    max: u32,
+    close_in_ms: i64,
+    pay_secs: i64,
+) -> anyhow::Result<(pb::SellWindow, String)> {
+    let admin = api.admin_token();
+    let product = api
+        .admin()
+        .create_product(ApiClient::req(
+            pb::CreateProductRequest {
+                id: String::new(),
+                name: format!("{name} product"),
+                unit_price: Some(pb::Money {
+                    currency: "TWD".into(),
+                    amount_minor: 30000,
+                }),
+                work_steps: vec!["produce".into(), "pack".into()],
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner();
+    let close_at = crate::convert::now_ms().0 + close_in_ms;
+    let window = api
+        .admin()
+        .create_sell_window(ApiClient::req(
+            pb::CreateSellWindowRequest {
+                name: name.into(),
+                close_at: Some(crate::convert::ts(close_at)),
+                listings: vec![pb::ListingInput {
+                    product_id: product.id.clone(),
+                    min_qty: min,
+                    max_qty: max,
+                    payment_window: Some(prost_types::Duration {
+                        seconds: pay_secs,
+                        nanos: 0,
+                    }),
+                    per_customer_limit: 0,
+                    min_paid_policy: 0,
+                }],
+                request_id: format!("{name}-{close_at}"),
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner();
+    Ok((window, product.id))
+}
+
+async fn reserve(
+    api: &ApiClient,
+    w: &pb::SellWindow,
+    product: &str,
+    customer: &str,
+    qty: u32,
+) -> anyhow::Result<pb::Order> {
+    Ok(api
+        .customer()
+        .reserve_order(ApiClient::req(
+            pb::ReserveOrderRequest {
+                sell_window_id: w.id.clone(),
+                product_id: product.into(),
+                qty,
+                idempotency_key: format!("{customer}-{}", w.id),
+            },
+            &api.customer_token(customer),
+        ))
+        .await?
+        .into_inner())
+}
+
+async fn order(api: &ApiClient, customer: &str, id: &str) -> anyhow::Result<pb::Order> {
+    Ok(api
+        .customer()
+        .get_order(ApiClient::req(
+            pb::GetOrderRequest {
+                order_id: id.into(),
+            },
+            &api.customer_token(customer),
+        ))
+        .await?
+        .into_inner())
+}
+
+/// Polls a customer's order until `check` holds.
+async fn order_until(
+    api: &ApiClient,
+    customer: &str,
+    id: &str,
+    check: impl Fn(&pb::Order) -> bool,
+) -> anyhow::Result<pb::Order> {
+    for _ in 0..300 {
+        let o = order(api, customer, id).await?;
+        if check(&o) {
+            return Ok(o);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("order {id} did not reach the expected state")
+}
+
+async fn print_events(api: &ApiClient, w: &pb::SellWindow) -> anyhow::Result<()> {
+    let events = api
+        .admin()
+        .list_events(ApiClient::req(
+            pb::ListEventsRequest {
+                sell_window_id: w.id.clone(),
+                after_seq: 0,
+            },
+            &api.admin_token(),
+        ))
+        .await?
+        .into_inner();
+    let names: Vec<&str> = events.events.iter().map(|e| e.name.as_str()).collect();
+    println!("     events: {}", names.join(" → "));
+    Ok(())
+}
+
+/// A window whose threshold is never reached: it fails at close and every order is cancelled.
+pub async fn run_failing(api: &ApiClient) -> anyhow::Result<()> {
+    println!("\n== A window that does not form (threshold 5, two customers, closes in 8 s)");
+    let (w, p) = create_window(api, "Failing window", 5, 10, 8_000, 60).await?;
+    let a = reserve(api, &w, &p, "dave", 1).await?;
+    reserve(api, &w, &p, "erin", 1).await?;
+    let a = order_until(api, "dave", &a.id, |o| o.status == "CANCELLED").await?;
+    println!("     dave's order {} is {}", a.id, a.status);
+    let notes = api
+        .customer()
+        .list_my_notifications(ApiClient::req(
+            pb::ListMyNotificationsRequest {},
+            &api.customer_token("dave"),
+        ))
+        .await?
+        .into_inner();
+    if let Some(n) = notes.notifications.last() {
+        println!("     → dave: {}", n.message);
+    }
+    print_events(api, &w).await
+}
+
+/// Expiry, quota reopening, a failed payment with a retry, a late payment refunded, shipment.
+pub async fn run_expiries_and_refunds(api: &ApiClient) -> anyhow::Result<()> {
+    println!("\n== Expiries, a retry and a refund (cap 2, 3 s to pay, closes in 25 s)");
+    let (w, p) = create_window(api, "Expiry window", 1, 2, 25_000, 3).await?;
+    let admin = api.admin_token();
+    let f = reserve(api, &w, &p, "frank", 2).await?;
+    println!(
+        "     frank reserves 2: the quota is full ({})",
+        api.sell_window(&w.id).await?.listings[0].quota_status
+    );
+    api.admin()
+        .confirm_batch(ApiClient::req(
+            pb::ConfirmBatchRequest {
+                sell_window_id: w.id.clone(),
+                product_id: p.clone(),
+            },
+            &admin,
+        ))
+        .await?;
+    let f = order_until(api, "frank", &f.id, |o| !o.payment_id.is_empty()).await?;
+    let f = order_until(api, "frank", &f.id, |o| o.status == "EXPIRED").await?;
+    println!(
+        "     frank did not pay in time: order {} (quota {})",
+        f.status,
+        api.sell_window(&w.id).await?.listings[0].quota_status
+    );
+    let g = reserve(api, &w, &p, "grace", 2).await?;
+    println!("     grace reserves the freed units: {}", g.status);
+    let g = order_until(api, "grace", &g.id, |o| !o.payment_id.is_empty()).await?;
+    api.sandbox(&g.payment_id, "failed").await?;
+    order_until(api, "grace", &g.id, |o| o.payment_failed_count == 1).await?;
+    let g = api
+        .customer()
+        .retry_payment(ApiClient::req(
+            pb::RetryPaymentRequest {
+                order_id: g.id.clone(),
+            },
+            &api.customer_token("grace"),
+        ))
+        .await?
+        .into_inner();
+    println!(
+        "     grace's card was declined; she retries with a new link {}",
+        g.pay_url
+    );
+    api.sandbox(&g.payment_id, "succeeded").await?;
+    order_until(api, "grace", &g.id, |o| o.status == "PAID").await?;
+    println!("     grace paid");
+    api.sandbox(&f.payment_id, "succeeded").await?;
+    println!("     frank's provider reports his payment after all: it is refunded, never counted");
+    let w2 = api
+        .wait_for(&w.id, Duration::from_secs(60), |w| {
+            w.listings[0].phase == "IN_PRODUCTION"
+        })
+        .await?;
+    let wos = api
+        .admin()
+        .list_work_orders(ApiClient::req(
+            pb::ListWorkOrdersRequest {
+                sell_window_id: w.id.clone(),
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner();
+    let wo = wos
+        .work_orders
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no work order"))?
+        .clone();
+    println!(
+        "     closed: {} paid, work order {} for {} units",
+        w2.listings[0].final_paid_qty, wo.id, wo.product_qty
+    );
+    for s in &wo.steps {
+        api.admin()
+            .complete_work_step(ApiClient::req(
+                pb::CompleteWorkStepRequest {
+                    work_order_id: wo.id.clone(),
+                    step_id: s.id.clone(),
+                },
+                &admin,
+            ))
+            .await?;
+    }
+    api.wait_for(&w.id, Duration::from_secs(15), |w| {
+        w.listings[0].phase == "SHIPPED"
+    })
+    .await?;
+    let notes = api
+        .customer()
+        .list_my_notifications(ApiClient::req(
+            pb::ListMyNotificationsRequest {},
+            &api.customer_token("frank"),
+        ))
+        .await?
+        .into_inner();
+    for n in &notes.notifications {
+        println!("     → frank: {}", n.message);
+    }
+    print_events(api, &w).await
+}

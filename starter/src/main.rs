@@ -2,7 +2,8 @@
 //!
 //! - `starter serve`: the gRPC API (:50051) and HTTP side (:8080).
 //! - `starter token --admin` / `starter token --customer ID`: mint a bearer token (local use).
-//! - `starter demo`: play the main flow against a running API.
+//! - `starter demo [--main-only]`: play the main flow (then a failing window and one with
+//!   expiries, a retry, a refund and shipment) against a running API.
 //! - `starter worker`: run the worker (the same as the `worker` binary).
 
 use sellwindow_starter::{auth::Auth, demo};
@@ -39,7 +40,12 @@ async fn main() -> anyhow::Result<()> {
                 demo::ApiClient::connect(&grpc, &cfg.public_base_url, &cfg.jwt_secret).await?;
             let ui =
                 std::env::var("TEMPORAL_UI_URL").unwrap_or_else(|_| "http://localhost:8233".into());
-            demo::run(&api, &ui, &cfg.temporal_namespace).await
+            demo::run(&api, &ui, &cfg.temporal_namespace).await?;
+            if args.get(1).map(String::as_str) != Some("--main-only") {
+                demo::run_failing(&api).await?;
+                demo::run_expiries_and_refunds(&api).await?;
+            }
+            Ok(())
         }
         Some(other) => anyhow::bail!("unknown command {other}; use serve, worker, token or demo"),
     }
