@@ -80,7 +80,7 @@ impl State {
             .build();
         match self
             .client
-            .start_workflow(SellWindowWorkflow::run, spec, opts)
+            .start_workflow(SellWindowWorkflow::run, spec.into(), opts)
             .await
         {
             Ok(_) | Err(temporalio_client::errors::WorkflowStartError::AlreadyStarted { .. }) => {

@@ -6,4 +6,4 @@ pub mod machine;
 pub mod rejection;
 pub mod sell_window;
 
-pub use sell_window::{SEARCH_ATTRIBUTES, SellWindowWorkflow};
+pub use sell_window::{CONTINUE_AS_NEW_AFTER, ListingStart, SEARCH_ATTRIBUTES, SellWindowWorkflow};

@@ -36,6 +36,53 @@ pub struct SellWindowWorkflow {
     busy: u32,
     /// The phase last published as a search attribute.
     published_phase: Option<Phase>,
+    /// Updates and signals handled by this run (history grows with them).
+    messages_this_run: u32,
+    /// Set while handing over to a new run: validators turn new updates away (the API retries
+    /// them, and they land on the new run).
+    draining: bool,
+}
+
+/// How a listing's workflow starts: fresh from its spec, or carrying a previous run's state
+/// (continue-as-new). A plain `ListingSpec` still deserializes, so old histories replay.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ListingStart {
+    #[serde(flatten)]
+    pub spec: ListingSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<Listing>,
+}
+
+impl From<ListingSpec> for ListingStart {
+    fn from(spec: ListingSpec) -> Self {
+        Self {
+            spec,
+            carried: None,
+        }
+    }
+}
+
+/// A run hands over to a new one after this many messages: well under the server's 2,000
+/// updates per run and its 10,240-event history warning.
+pub const CONTINUE_AS_NEW_AFTER: u32 = 1_000;
+
+/// What a validator answers while the run hands over (no gRPC code: callers retry).
+const HANDING_OVER: &str = "the listing is moving to a new run; retry";
+
+impl SellWindowWorkflow {
+    /// Counts a handler in: it keeps the run from completing or handing over under it.
+    fn enter(&mut self) {
+        self.busy += 1;
+        self.messages_this_run += 1;
+    }
+
+    fn handing_over(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if self.draining {
+            Err(HANDING_OVER.into())
+        } else {
+            Ok(())
+        }
+    }
 }
 
 fn now(ctx: &WorkflowContext<SellWindowWorkflow>) -> UnixMillis {
@@ -71,11 +118,13 @@ macro_rules! persist {
 #[workflow_methods]
 impl SellWindowWorkflow {
     #[init]
-    pub fn new(_ctx: &WorkflowContextView, spec: ListingSpec) -> Self {
+    pub fn new(_ctx: &WorkflowContextView, start: ListingStart) -> Self {
         Self {
-            listing: Listing::new(spec),
+            listing: start.carried.unwrap_or_else(|| Listing::new(start.spec)),
             busy: 0,
             published_phase: None,
+            messages_this_run: 0,
+            draining: false,
         }
     }
 
@@ -106,6 +155,19 @@ impl SellWindowWorkflow {
                 _ = ctx.timer(temporalio_sdk::TimerOptions::builder(sleep).summary(summary.to_string()).build()) => {}
                 // Confirm (or a late reservation) brought a deadline earlier than the timer.
                 _ = ctx.wait_condition(move |s: &Self| s.listing.phase.is_final() || s.listing.next_payment_deadline().is_some_and(|d| d < wake)) => {}
+                _ = ctx.wait_condition(|s: &Self| s.messages_this_run >= CONTINUE_AS_NEW_AFTER) => {}
+            }
+            let open = ctx.state(|s| s.listing.phase.accepts_reservations());
+            let long = ctx.state(|s| s.messages_this_run >= CONTINUE_AS_NEW_AFTER);
+            if open && (long || ctx.continue_as_new_suggested()) {
+                // Hand over at a quiet point: turn new updates away, let running ones finish.
+                ctx.state_mut(|s| s.draining = true);
+                ctx.wait_condition(|s: &Self| s.busy == 0).await?;
+                let start = ctx.state(|s| ListingStart {
+                    spec: s.listing.spec.clone(),
+                    carried: Some(s.listing.clone()),
+                });
+                ctx.continue_as_new(start, temporalio_sdk::ContinueAsNewOptions::default())?;
             }
         }
         if !ctx.state(|s| s.listing.phase.is_final()) {
@@ -146,6 +208,7 @@ impl SellWindowWorkflow {
         _ctx: &WorkflowContextView,
         batch: &ReserveBatch,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.handing_over()?;
         if batch.items.is_empty() {
             return Err(reject(
                 RejectCode::InvalidArgument,
@@ -170,7 +233,7 @@ impl SellWindowWorkflow {
     ) -> Result<Vec<ReserveOutcome>, HandlerError> {
         let t = now(ctx);
         let mut plan = ctx.state_mut(|s| {
-            s.busy += 1;
+            s.enter();
             s.listing.reserve(&batch.items, t)
         });
         if !plan.accepted.is_empty() {
@@ -234,6 +297,7 @@ impl SellWindowWorkflow {
         _ctx: &WorkflowContextView,
         _input: &(),
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.handing_over()?;
         match self.listing.confirm_refusal() {
             Some(why) => Err(reject(RejectCode::FailedPrecondition, why)),
             None => Ok(()),
@@ -250,7 +314,7 @@ impl SellWindowWorkflow {
         let first = ctx.state(|s| s.listing.batch_status != BatchStatus::Confirmed);
         let moved = ctx
             .state_mut(|s| {
-                s.busy += 1;
+                s.enter();
                 s.listing.confirm(t)
             })
             .map_err(HandlerError::from)?;
@@ -302,6 +366,7 @@ impl SellWindowWorkflow {
         _ctx: &WorkflowContextView,
         r: &CustomerOrder,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.handing_over()?;
         match self.listing.cancel_refusal(&r.order_id, &r.customer_id) {
             Some(refusal) => Err(refused(refusal)),
             None => Ok(()),
@@ -316,7 +381,7 @@ impl SellWindowWorkflow {
     ) -> Result<OrderView, HandlerError> {
         let t = now(ctx);
         let decided = ctx.state_mut(|s| {
-            s.busy += 1;
+            s.enter();
             s.listing.cancel_order(&r.order_id, &r.customer_id)
         });
         let result = match decided {
@@ -346,6 +411,7 @@ impl SellWindowWorkflow {
         _ctx: &WorkflowContextView,
         r: &CustomerOrder,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.handing_over()?;
         match self.listing.retry_refusal(&r.order_id, &r.customer_id) {
             Some(refusal) => Err(refused(refusal)),
             None => Ok(()),
@@ -374,6 +440,7 @@ impl SellWindowWorkflow {
         _ctx: &WorkflowContextView,
         _input: &(),
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.handing_over()?;
         if self.listing.phase.accepts_reservations() {
             Ok(())
         } else {
@@ -397,7 +464,7 @@ impl SellWindowWorkflow {
         let t = now(ctx);
         let (unpaid, paid) = ctx
             .state_mut(|s| {
-                s.busy += 1;
+                s.enter();
                 s.listing.cancel_window()
             })
             .map_err(|why| reject(RejectCode::FailedPrecondition, why))?;
@@ -444,6 +511,7 @@ impl SellWindowWorkflow {
         _ctx: &WorkflowContextView,
         step: &StepId,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.handing_over()?;
         match self.listing.step_refusal(step) {
             Some(why) if why.starts_with("unknown") => Err(reject(RejectCode::NotFound, why)),
             Some(why) => Err(reject(RejectCode::FailedPrecondition, why)),
@@ -459,7 +527,7 @@ impl SellWindowWorkflow {
     ) -> Result<StepOutcome, HandlerError> {
         let t = now(ctx);
         let (changed, shipments, work_order_id) = ctx.state_mut(|s| {
-            s.busy += 1;
+            s.enter();
             let changed = s.listing.complete_step(&step);
             let shipments = (changed == Some(true)).then(|| s.listing.paid_orders());
             (changed, shipments, s.listing.work_order_id.clone())

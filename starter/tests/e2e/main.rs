@@ -431,3 +431,4 @@ async fn a_window_never_confirmed_fails_at_close_and_cancels_every_order() {
     app.stop().await;
 }
 mod branches;
+mod scale;
