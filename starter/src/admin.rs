@@ -50,21 +50,25 @@ impl State {
             .sell_window(id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("sell window {id} not found")))?;
-        let mut listings = Vec::new();
+        let mut figures = Vec::new();
         for l in &w.listings {
-            let figures = if live {
+            figures.push(if live {
                 self.live_figures(&l.workflow_id).await
             } else {
                 None
-            };
-            listings.push(convert::listing(l, figures.as_ref()));
+            });
         }
-        Ok(pb::SellWindow {
-            id: w.id.to_string(),
-            name: w.name,
-            close_at: Some(convert::ts(w.close_at.0)),
-            listings,
-            created_at: Some(convert::ts(w.created_at.0)),
+        Ok(convert::sell_window(&w, &figures))
+    }
+
+    /// Windows as stored (no workflow queries: lists stay fast).
+    pub async fn list_windows(
+        &self,
+        open_only: bool,
+    ) -> Result<pb::ListSellWindowsResponse, ApiError> {
+        let rows = self.store.sell_windows(open_only, now_ms()).await?;
+        Ok(pb::ListSellWindowsResponse {
+            sell_windows: rows.iter().map(|w| convert::sell_window(w, &[])).collect(),
         })
     }
 
@@ -265,19 +269,7 @@ impl AdminService for Admin {
         req: Request<pb::ListSellWindowsRequest>,
     ) -> Result<Response<pb::ListSellWindowsResponse>, Status> {
         self.0.auth.admin(req.metadata())?;
-        let rows = self
-            .0
-            .store
-            .sell_windows(false, now_ms())
-            .await
-            .map_err(ApiError::from)?;
-        let mut out = Vec::new();
-        for w in rows {
-            out.push(self.0.sell_window_pb(&w.id, false).await?);
-        }
-        Ok(Response::new(pb::ListSellWindowsResponse {
-            sell_windows: out,
-        }))
+        Ok(Response::new(self.0.list_windows(false).await?))
     }
 
     async fn confirm_batch(

@@ -3,7 +3,9 @@
 
 use crate::error::ApiError;
 use crate::pb;
-use sellwindow_activities::queries::{ListingRow, NotificationRow, OrderRow, WorkOrderRow};
+use sellwindow_activities::queries::{
+    ListingRow, NotificationRow, OrderRow, SellWindowRow, WorkOrderRow,
+};
 use sellwindow_domain::*;
 
 pub fn ts(ms: i64) -> prost_types::Timestamp {
@@ -105,6 +107,22 @@ pub fn listing(l: &ListingRow, live: Option<&ListingFigures>) -> pb::Listing {
             .unwrap_or_default();
     }
     out
+}
+
+/// A window with its listings; `live[i]` overlays listing i's figures when present.
+pub fn sell_window(w: &SellWindowRow, live: &[Option<ListingFigures>]) -> pb::SellWindow {
+    pb::SellWindow {
+        id: w.id.to_string(),
+        name: w.name.clone(),
+        close_at: Some(ts(w.close_at.0)),
+        listings: w
+            .listings
+            .iter()
+            .enumerate()
+            .map(|(i, l)| listing(l, live.get(i).and_then(Option::as_ref)))
+            .collect(),
+        created_at: Some(ts(w.created_at.0)),
+    }
 }
 
 pub fn order(o: &OrderRow) -> pb::Order {

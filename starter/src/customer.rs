@@ -191,19 +191,7 @@ impl CustomerService for Customer {
         req: Request<pb::ListOpenSellWindowsRequest>,
     ) -> Result<Response<pb::ListSellWindowsResponse>, Status> {
         self.0.auth.caller(req.metadata())?;
-        let rows = self
-            .0
-            .store
-            .sell_windows(true, now_ms())
-            .await
-            .map_err(ApiError::from)?;
-        let mut out = Vec::new();
-        for w in rows {
-            out.push(self.0.sell_window_pb(&w.id, false).await?);
-        }
-        Ok(Response::new(pb::ListSellWindowsResponse {
-            sell_windows: out,
-        }))
+        Ok(Response::new(self.0.list_windows(true).await?))
     }
 
     async fn reserve_order(

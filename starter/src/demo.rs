@@ -287,21 +287,7 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
         "     final paid quantity {} · phase {}",
         w.listings[0].final_paid_qty, w.listings[0].phase
     );
-    let wos = api
-        .admin()
-        .list_work_orders(ApiClient::req(
-            pb::ListWorkOrdersRequest {
-                sell_window_id: window.id.clone(),
-            },
-            &admin,
-        ))
-        .await?
-        .into_inner();
-    let wo = wos
-        .work_orders
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no work order"))?
-        .clone();
+    let wo = work_order(api, &window).await?;
     println!(
         "     work order {} {} for {} units",
         wo.id, wo.status, wo.product_qty
@@ -486,6 +472,24 @@ async fn order_until(
     anyhow::bail!("order {id} did not reach the expected state")
 }
 
+/// The window's (first) work order.
+async fn work_order(api: &ApiClient, w: &pb::SellWindow) -> anyhow::Result<pb::WorkOrder> {
+    let wos = api
+        .admin()
+        .list_work_orders(ApiClient::req(
+            pb::ListWorkOrdersRequest {
+                sell_window_id: w.id.clone(),
+            },
+            &api.admin_token(),
+        ))
+        .await?
+        .into_inner();
+    wos.work_orders
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no work order for {}", w.id))
+}
+
 async fn print_events(api: &ApiClient, w: &pb::SellWindow) -> anyhow::Result<()> {
     let events = api
         .admin()
@@ -580,21 +584,7 @@ pub async fn run_expiries_and_refunds(api: &ApiClient) -> anyhow::Result<()> {
             w.listings[0].phase == "IN_PRODUCTION"
         })
         .await?;
-    let wos = api
-        .admin()
-        .list_work_orders(ApiClient::req(
-            pb::ListWorkOrdersRequest {
-                sell_window_id: w.id.clone(),
-            },
-            &admin,
-        ))
-        .await?
-        .into_inner();
-    let wo = wos
-        .work_orders
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no work order"))?
-        .clone();
+    let wo = work_order(api, &w).await?;
     println!(
         "     closed: {} paid, work order {} for {} units",
         w2.listings[0].final_paid_qty, wo.id, wo.product_qty
