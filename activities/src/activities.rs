@@ -35,6 +35,8 @@ struct Unit {
     tx: Tx<'static>,
     listing: ListingKey,
     at: UnixMillis,
+    /// Events waiting to be appended in one statement (flushed before any other event).
+    queued: Vec<store::NewEvent>,
     notes: Vec<Notification>,
 }
 
@@ -48,10 +50,33 @@ impl Unit {
             tx: store.begin().await?,
             listing: listing.clone(),
             at,
+            queued: Vec::new(),
             notes: Vec::new(),
         })
     }
 
+    fn new_event(
+        &self,
+        key: &str,
+        name: &str,
+        order: Option<&OrderId>,
+        payload: serde_json::Value,
+    ) -> store::NewEvent {
+        let mut payload = payload;
+        payload["sellWindowId"] = json!(self.listing.sell_window_id);
+        payload["productId"] = json!(self.listing.product_id);
+        store::NewEvent {
+            key: key.to_string(),
+            name: name.to_string(),
+            sell_window: Some(self.listing.sell_window_id.clone()),
+            product: Some(self.listing.product_id.clone()),
+            order: order.cloned(),
+            payload,
+            at: self.at,
+        }
+    }
+
+    /// Appends an event after the queued ones; returns whether it was new.
     async fn event(
         &mut self,
         key: &str,
@@ -59,20 +84,30 @@ impl Unit {
         order: Option<&OrderId>,
         payload: serde_json::Value,
     ) -> Result<bool, StoreError> {
-        let mut payload = payload;
-        payload["sellWindowId"] = json!(self.listing.sell_window_id);
-        payload["productId"] = json!(self.listing.product_id);
-        store::emit(
-            &mut self.tx,
-            key,
-            name,
-            Some(&self.listing.sell_window_id),
-            Some(&self.listing.product_id),
-            order,
-            &payload,
-            self.at,
-        )
-        .await
+        self.queue(key, name, order, payload);
+        let last = self.queued.pop().expect("just queued");
+        self.flush().await?;
+        Ok(store::emit_all(&mut self.tx, std::slice::from_ref(&last)).await? == 1)
+    }
+
+    /// Queues a per-order event; queued events are appended together, in order.
+    fn queue(
+        &mut self,
+        key: &str,
+        name: &str,
+        order: Option<&OrderId>,
+        payload: serde_json::Value,
+    ) {
+        let e = self.new_event(key, name, order, payload);
+        self.queued.push(e);
+    }
+
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        if !self.queued.is_empty() {
+            store::emit_all(&mut self.tx, &self.queued).await?;
+            self.queued.clear();
+        }
+        Ok(())
     }
 
     async fn notify(
@@ -95,9 +130,7 @@ impl Unit {
             message,
             created_at: self.at,
         };
-        if store::save_notification(&mut self.tx, &n).await? {
-            self.notes.push(n);
-        }
+        self.notes.push(n);
         Ok(())
     }
 
@@ -115,17 +148,24 @@ impl Unit {
 
     /// Commits, then delivers what was newly persisted. A delivery failure is logged and left
     /// undelivered (`delivered_at` stays empty); it never undoes the business change.
-    async fn commit(self, store: &Store, sink: &dyn NotificationSink) -> Result<(), StoreError> {
+    async fn commit(
+        mut self,
+        store: &Store,
+        sink: &dyn NotificationSink,
+    ) -> Result<(), StoreError> {
+        self.flush().await?;
+        let new = store::save_notifications(&mut self.tx, &self.notes).await?;
         self.tx.commit().await?;
-        for n in &self.notes {
+        let mut delivered = Vec::new();
+        for n in self.notes.iter().filter(|n| new.contains(&n.id)) {
             match sink.deliver(n).await {
-                Ok(()) => store::mark_delivered(store, &n.id, self.at).await?,
+                Ok(()) => delivered.push(n.id.as_str()),
                 Err(e) => {
                     tracing::warn!(notification = %n.id, error = %e, "notification not delivered")
                 }
             }
         }
-        Ok(())
+        store::mark_delivered_all(store, &delivered, self.at).await
     }
 }
 
@@ -235,30 +275,11 @@ impl SellWindowActivities {
         let p = w.listing.product_id.as_str();
         let mut inserted: Vec<(String, u32)> = Vec::new();
         for chunk in w.orders.chunks(CHUNK) {
-            let mut sql = String::from(
-                "INSERT INTO orders (id, sell_window_id, product_id, customer_id, qty, currency, amount_minor, status, payment_due_at, created_at, updated_at) VALUES ",
+            let sql = format!(
+                "INSERT INTO orders (id, sell_window_id, product_id, customer_id, qty, currency, amount_minor, status, payment_due_at, created_at, updated_at) \
+                 VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id, qty",
+                store::placeholders(chunk.len(), 11)
             );
-            for k in 0..chunk.len() {
-                let b = k * 11;
-                if k > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${},${},${},${},${},${},${},${},${},${},${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9,
-                    b + 10,
-                    b + 11
-                ));
-            }
-            sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id, qty");
             let mut q = sqlx::query(&sql);
             for o in chunk {
                 q = q
@@ -311,13 +332,12 @@ impl SellWindowActivities {
             .iter()
             .filter(|o| new.contains(o.order_id.as_str()))
         {
-            u.event(
+            u.queue(
                 &format!("order.reserved:{}", o.order_id),
                 "order.reserved",
                 Some(&o.order_id),
                 json!({"orderId": o.order_id, "customerId": o.customer_id, "qty": o.qty, "status": o.status}),
-            )
-            .await?;
+            );
         }
         if let Some(by) = &w.quota_closed_by {
             u.event(
@@ -407,32 +427,11 @@ impl SellWindowActivities {
         let p = w.listing.product_id.as_str();
         let mut new = std::collections::HashSet::new();
         for chunk in w.payments.chunks(CHUNK) {
-            let mut sql = String::from(
-                "INSERT INTO payments (id, order_id, sell_window_id, product_id, customer_id, attempt, currency, amount_minor, status, provider, pay_url, expire_at, created_at, updated_at) VALUES ",
+            let sql = format!(
+                "INSERT INTO payments (id, order_id, sell_window_id, product_id, customer_id, attempt, currency, amount_minor, status, provider, pay_url, expire_at, created_at, updated_at) \
+                 VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
+                store::placeholders(chunk.len(), 14)
             );
-            for k in 0..chunk.len() {
-                let b = k * 13;
-                if k > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${},${},${},${},${},${},${},${},'INIT',${},${},${},${},${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9,
-                    b + 10,
-                    b + 11,
-                    b + 12,
-                    b + 13
-                ));
-            }
-            sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
             let mut q = sqlx::query(&sql);
             for pay in chunk {
                 q = q
@@ -444,6 +443,7 @@ impl SellWindowActivities {
                     .bind(i(pay.attempt))
                     .bind(pay.amount.currency.as_str())
                     .bind(pay.amount.amount_minor)
+                    .bind(PaymentStatus::Init.as_str())
                     .bind("sandbox")
                     .bind(self.pay_url(&pay.payment_id))
                     .bind(pay.expire_at.0)
@@ -460,23 +460,21 @@ impl SellWindowActivities {
             .filter(|pay| new.contains(pay.payment_id.as_str()))
             .collect();
         for pay in &fresh {
-            u.event(
+            u.queue(
                 &format!("payment.requested:{}", pay.payment_id),
                 "payment.requested",
                 Some(&pay.order_id),
                 json!({"orderId": pay.order_id, "amount": pay.amount, "expireAt": pay.expire_at, "providerHint": "sandbox", "attempt": pay.attempt}),
-            )
-            .await?;
+            );
         }
         for pay in &fresh {
             let url = self.pay_url(&pay.payment_id);
-            u.event(
+            u.queue(
                 &format!("payment.created:{}", pay.payment_id),
                 "payment.created",
                 Some(&pay.order_id),
                 json!({"orderId": pay.order_id, "paymentId": pay.payment_id, "payInfo": {"url": url, "amount": pay.amount}, "expireAt": pay.expire_at}),
-            )
-            .await?;
+            );
             u.notify(
                 Recipient::Customer,
                 pay.customer_id.as_str(),
@@ -605,44 +603,65 @@ impl SellWindowActivities {
             OrderStatus::Cancelled => ("order.cancelled", "order_cancelled"),
             _ => ("order.expired", "order_expired"),
         };
-        // Each order leaves from the status the workflow saw it in; paid ones count in paid_qty.
-        let (mut released_reserved, mut released_paid) = (0u32, 0u32);
-        for r in &w.orders {
-            let from = if r.was == OrderStatus::Paid {
-                "('PAID')"
-            } else {
-                "('RESERVED', 'PAYMENT_REQUESTED')"
-            };
-            let moved = sqlx::query(&format!(
-                "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status IN {from}"
-            ))
-            .bind(w.to.as_str())
-            .bind(w.at.0)
-            .bind(r.order_id.as_str())
-            .execute(&mut *u.tx)
-            .await?;
-            if moved.rows_affected() != 1 {
-                continue;
+        // Each order leaves from the status the workflow saw it in (only rows still there
+        // move, so a rerun moves nothing); paid ones count in paid_qty.
+        let mut moved = std::collections::HashSet::new();
+        for (paid, from) in [
+            (false, "('RESERVED', 'PAYMENT_REQUESTED')"),
+            (true, "('PAID')"),
+        ] {
+            let ids: Vec<&str> = w
+                .orders
+                .iter()
+                .filter(|r| (r.was == OrderStatus::Paid) == paid)
+                .map(|r| r.order_id.as_str())
+                .collect();
+            for chunk in ids.chunks(store::ROWS_PER_STATEMENT) {
+                let list: Vec<String> = (0..chunk.len()).map(|k| format!("${}", k + 3)).collect();
+                let sql = format!(
+                    "UPDATE orders SET status = $1, updated_at = $2 WHERE status IN {from} AND id IN ({}) RETURNING id",
+                    list.join(",")
+                );
+                let mut q = sqlx::query(&sql).bind(w.to.as_str()).bind(w.at.0);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                for row in q.fetch_all(&mut *u.tx).await? {
+                    moved.insert(row.try_get::<String, _>("id")?);
+                }
             }
+        }
+        let released: Vec<&Released> = w
+            .orders
+            .iter()
+            .filter(|r| moved.contains(r.order_id.as_str()))
+            .collect();
+        let ids: Vec<&str> = released.iter().map(|r| r.order_id.as_str()).collect();
+        for chunk in ids.chunks(store::ROWS_PER_STATEMENT) {
+            let list: Vec<String> = (0..chunk.len()).map(|k| format!("${}", k + 2)).collect();
+            let sql = format!(
+                "UPDATE payments SET status = 'EXPIRED', updated_at = $1 WHERE status = 'INIT' AND order_id IN ({})",
+                list.join(",")
+            );
+            let mut q = sqlx::query(&sql).bind(w.at.0);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *u.tx).await?;
+        }
+        let (mut released_reserved, mut released_paid) = (0u32, 0u32);
+        for r in &released {
             if r.was == OrderStatus::Paid {
                 released_paid += r.qty.get();
             } else {
                 released_reserved += r.qty.get();
             }
-            sqlx::query(
-                "UPDATE payments SET status = 'EXPIRED', updated_at = $1 WHERE order_id = $2 AND status = 'INIT'",
-            )
-            .bind(w.at.0)
-            .bind(r.order_id.as_str())
-            .execute(&mut *u.tx)
-            .await?;
-            u.event(
+            u.queue(
                 &format!("{event}:{}", r.order_id),
                 event,
                 Some(&r.order_id),
                 json!({"orderId": r.order_id, "qty": r.qty, "reason": w.reason}),
-            )
-            .await?;
+            );
             let message = match w.reason {
                 ReleaseReason::PaymentExpired => format!(
                     "Order {} expired: payment was not completed in time. The units were released.",
@@ -684,14 +703,14 @@ impl SellWindowActivities {
             )
             .await?;
         }
-        let released = released_reserved + released_paid;
-        if released > 0 {
+        let total = released_reserved + released_paid;
+        if total > 0 {
             sqlx::query(
                 "UPDATE sell_window_quota SET sold_qty = sold_qty - $1, \
                  status = CASE WHEN $2 = 1 THEN 'OPEN' ELSE status END \
                  WHERE sell_window_id = $3 AND product_id = $4",
             )
-            .bind(i(released))
+            .bind(i(total))
             .bind(i64::from(w.quota_reopened))
             .bind(sw)
             .bind(p)
@@ -963,13 +982,12 @@ impl SellWindowActivities {
                 .bind(w.at.0)
                 .execute(&mut *u.tx)
                 .await?;
-                u.event(
+                u.queue(
                     &format!("shipment.created:{id}"),
                     "shipment.created",
                     Some(order),
                     json!({"shipmentId": id, "orderId": order, "qty": qty, "pickupInfo": pickup}),
-                )
-                .await?;
+                );
                 u.notify(
                     Recipient::Customer,
                     customer.as_str(),

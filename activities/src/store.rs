@@ -116,8 +116,67 @@ pub(crate) fn u(row: &AnyRow, col: &str) -> StoreResult<u32> {
     u32::try_from(v).map_err(|_| StoreError::Inconsistent(format!("{col} out of range: {v}")))
 }
 
-/// Appends one business event unless its key is there already. Returns whether it was new:
-/// an activity that finds its first event present has already done its work.
+/// One business event to append (the seed's name, keyed so it is written once).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub key: String,
+    pub name: String,
+    pub sell_window: Option<SellWindowId>,
+    pub product: Option<ProductId>,
+    pub order: Option<OrderId>,
+    pub payload: serde_json::Value,
+    pub at: UnixMillis,
+}
+
+/// Rows per multi-row statement (well under SQLite's bound-parameter limit).
+pub const ROWS_PER_STATEMENT: usize = 500;
+
+/// `($1,$2,…),($k+1,…)…`: placeholders for `rows` rows of `cols` columns.
+pub fn placeholders(rows: usize, cols: usize) -> String {
+    let mut sql = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("${}", r * cols + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Appends events in order, skipping those whose key is there already. Returns how many
+/// were new: an activity that finds its first event present has already done its work.
+pub async fn emit_all(tx: &mut Tx<'_>, events: &[NewEvent]) -> StoreResult<u64> {
+    let mut added = 0;
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO events (event_key, name, sell_window_id, product_id, order_id, payload, occurred_at) VALUES {} \
+             ON CONFLICT (event_key) DO NOTHING",
+            placeholders(chunk.len(), 7)
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(e.key.as_str())
+                .bind(e.name.as_str())
+                .bind(e.sell_window.as_ref().map(|s| s.to_string()))
+                .bind(e.product.as_ref().map(|s| s.to_string()))
+                .bind(e.order.as_ref().map(|s| s.to_string()))
+                .bind(e.payload.to_string())
+                .bind(e.at.0);
+        }
+        added += q.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(added)
+}
+
+/// Appends one event unless its key is there already; returns whether it was new.
 #[allow(clippy::too_many_arguments)]
 pub async fn emit(
     tx: &mut Tx<'_>,
@@ -129,20 +188,16 @@ pub async fn emit(
     payload: &serde_json::Value,
     at: UnixMillis,
 ) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "INSERT INTO events (event_key, name, sell_window_id, product_id, order_id, payload, occurred_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_key) DO NOTHING",
-    )
-    .bind(key)
-    .bind(name)
-    .bind(sell_window.map(|s| s.as_str().to_string()))
-    .bind(product.map(|s| s.as_str().to_string()))
-    .bind(order.map(|s| s.as_str().to_string()))
-    .bind(payload.to_string())
-    .bind(at.0)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let e = NewEvent {
+        key: key.to_string(),
+        name: name.to_string(),
+        sell_window: sell_window.cloned(),
+        product: product.cloned(),
+        order: order.cloned(),
+        payload: payload.clone(),
+        at,
+    };
+    Ok(emit_all(tx, std::slice::from_ref(&e)).await? == 1)
 }
 
 /// Who a notification is for.
@@ -175,25 +230,61 @@ pub struct Notification {
     pub created_at: UnixMillis,
 }
 
-/// Persists a notification once (its id is derived from what it is about). Returns whether it
-/// was new, so only new ones are delivered.
+/// Persists notifications once each (ids are derived from what they are about). Returns the
+/// ids that were new, so only those are delivered.
+pub async fn save_notifications(
+    tx: &mut Tx<'_>,
+    notes: &[Notification],
+) -> StoreResult<std::collections::HashSet<String>> {
+    let mut new = std::collections::HashSet::new();
+    for chunk in notes.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO notifications (id, recipient_kind, recipient_id, kind, sell_window_id, product_id, order_id, message, created_at) \
+             VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
+            placeholders(chunk.len(), 9)
+        );
+        let mut q = sqlx::query(&sql);
+        for n in chunk {
+            q = q
+                .bind(n.id.as_str())
+                .bind(n.recipient.as_str())
+                .bind(n.recipient_id.as_str())
+                .bind(n.kind.as_str())
+                .bind(n.sell_window_id.as_ref().map(|s| s.to_string()))
+                .bind(n.product_id.as_ref().map(|s| s.to_string()))
+                .bind(n.order_id.as_ref().map(|s| s.to_string()))
+                .bind(n.message.as_str())
+                .bind(n.created_at.0);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            new.insert(row.try_get::<String, _>("id")?);
+        }
+    }
+    Ok(new)
+}
+
+/// Persists one notification once; returns whether it was new.
 pub async fn save_notification(tx: &mut Tx<'_>, n: &Notification) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "INSERT INTO notifications (id, recipient_kind, recipient_id, kind, sell_window_id, product_id, order_id, message, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&n.id)
-    .bind(n.recipient.as_str())
-    .bind(&n.recipient_id)
-    .bind(&n.kind)
-    .bind(n.sell_window_id.as_ref().map(|s| s.to_string()))
-    .bind(n.product_id.as_ref().map(|s| s.to_string()))
-    .bind(n.order_id.as_ref().map(|s| s.to_string()))
-    .bind(&n.message)
-    .bind(n.created_at.0)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(!save_notifications(tx, std::slice::from_ref(n))
+        .await?
+        .is_empty())
+}
+
+/// Marks notifications delivered.
+pub async fn mark_delivered_all(store: &Store, ids: &[&str], at: UnixMillis) -> StoreResult<()> {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let list: Vec<String> = (0..chunk.len()).map(|k| format!("${}", k + 2)).collect();
+        let sql = format!(
+            "UPDATE notifications SET delivered_at = $1 WHERE delivered_at IS NULL AND id IN ({})",
+            list.join(",")
+        );
+        let mut q = sqlx::query(&sql).bind(at.0);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(store.pool()).await?;
+    }
+    Ok(())
 }
 
 pub async fn mark_delivered(store: &Store, id: &str, at: UnixMillis) -> StoreResult<()> {
