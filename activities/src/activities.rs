@@ -683,6 +683,10 @@ impl SellWindowActivities {
                     "Order {} is cancelled as you asked. Its units were released.",
                     r.order_id
                 ),
+                ReleaseReason::NotRecorded => format!(
+                    "Reservation {} could not be recorded; nothing was reserved. Please try again.",
+                    r.order_id
+                ),
                 ReleaseReason::WindowCancelled => format!(
                     "Order {} is cancelled: the shop cancelled this sell window.{}",
                     r.order_id,

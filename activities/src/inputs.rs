@@ -72,6 +72,9 @@ pub enum ReleaseReason {
     CustomerCancelled,
     /// The admin cancelled the sell window.
     WindowCancelled,
+    /// The reservation's write was reported failed (the customer was told so); any row a last
+    /// attempt committed anyway is voided.
+    NotRecorded,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

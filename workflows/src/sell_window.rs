@@ -261,8 +261,36 @@ impl SellWindowWorkflow {
                 .execute_local_activity(Acts::record_reservations, write, opts)
                 .await;
             if let Err(e) = written {
-                // Nothing was written: give the units back before answering.
+                // The write failed for good: give the units back before answering, and void
+                // whatever a last attempt may still have committed, so the rows agree.
+                let voided: Vec<Released> = plan
+                    .accepted
+                    .iter()
+                    .map(|o| Released {
+                        order_id: o.order_id.clone(),
+                        customer_id: o.customer_id.clone(),
+                        qty: o.qty,
+                        was: o.status,
+                        payment_id: None,
+                    })
+                    .collect();
+                let reopen = plan.quota_closed;
                 ctx.state_mut(|s| s.listing.undo_reserve(&mut plan, &e.to_string()));
+                if ctx.patched("void-unrecorded-reservations") {
+                    let voided = release(
+                        ctx,
+                        voided,
+                        OrderStatus::Cancelled,
+                        ReleaseReason::NotRecorded,
+                        reopen,
+                        t,
+                    )
+                    .await;
+                    if let Err(e) = voided {
+                        ctx.state_mut(|s| s.busy -= 1);
+                        return Err(HandlerError::from(anyhow_msg(e)));
+                    }
+                }
             } else {
                 let due: Vec<OrderId> = plan
                     .accepted
