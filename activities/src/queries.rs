@@ -646,3 +646,30 @@ impl Store {
         Ok((u(&r, "sold_qty")?, u(&r, "max_qty")?, u(&r, "held")?))
     }
 }
+
+impl Store {
+    /// A notification for the admin from the API itself (idempotent by `about`).
+    pub async fn notify_admin(
+        &self,
+        kind: &str,
+        about: &str,
+        message: &str,
+        at: UnixMillis,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let n = store::Notification {
+            id: format!("ntf-{}", digest(&[kind, "admin", about])),
+            recipient: store::Recipient::Admin,
+            recipient_id: "admin".into(),
+            kind: kind.into(),
+            sell_window_id: None,
+            product_id: None,
+            order_id: None,
+            message: message.into(),
+            created_at: at,
+        };
+        store::save_notification(&mut tx, &n).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -127,7 +127,7 @@ async fn callback(AxState(s): AxState<Arc<State>>, headers: HeaderMap, body: Byt
             &payment.sell_window_id,
             &payment.product_id,
         ));
-    if let Err(e) = handle
+    match handle
         .signal(
             SellWindowWorkflow::payment_result,
             result.clone(),
@@ -135,9 +135,36 @@ async fn callback(AxState(s): AxState<Arc<State>>, headers: HeaderMap, body: Byt
         )
         .await
     {
-        // Not marked as signalled: the provider's retry will try again.
-        tracing::warn!(error = %e, payment = %result.payment_id, "signal failed");
-        return reply(StatusCode::SERVICE_UNAVAILABLE, "try again");
+        Ok(()) => {}
+        Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_)) => {
+            // The listing finished (past its settling period): nothing can apply this payment
+            // any more. Tell the admin to refund it by hand, and the provider to stop.
+            let _ = s
+                .store
+                .mark_callback_signalled(&result.event_id, now_ms())
+                .await;
+            if result.outcome == PaymentOutcome::Succeeded {
+                tracing::error!(payment = %result.payment_id, "payment after the listing closed: refund it manually");
+                let _ = s.store.notify_admin(
+                    "manual_refund_needed",
+                    &format!("manual-refund:{}", result.payment_id),
+                    &format!(
+                        "Payment {} for order {} ({}) arrived after its sell window had closed: refund it manually.",
+                        result.payment_id, result.order_id, payment.amount
+                    ),
+                    now_ms(),
+                ).await;
+            }
+            return reject(
+                StatusCode::CONFLICT,
+                "the sell window has closed; the payment is not applied",
+            );
+        }
+        Err(e) => {
+            // Not marked as signalled: the provider's retry will try again.
+            tracing::warn!(error = %e, payment = %result.payment_id, "signal failed");
+            return reply(StatusCode::SERVICE_UNAVAILABLE, "try again");
+        }
     }
     let _ = s
         .store
