@@ -1,0 +1,2 @@
+-- Runs once, when the PostgreSQL volume is first initialised: sellwindow's own database.
+CREATE DATABASE sellwindow;
