@@ -576,17 +576,20 @@ impl Store {
         response: &str,
         at: UnixMillis,
     ) -> StoreResult<String> {
-        sqlx::query(
+        let stored = sqlx::query(
             "INSERT INTO idempotency_keys (customer_id, idempotency_key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
+             ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING response",
         )
         .bind(customer.as_str())
         .bind(key)
         .bind(request_hash)
         .bind(response)
         .bind(at.0)
-        .execute(self.pool())
+        .fetch_optional(self.pool())
         .await?;
+        if stored.is_some() {
+            return Ok(response.to_string());
+        }
         Ok(self
             .idempotent_answer(customer, key)
             .await?

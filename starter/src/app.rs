@@ -24,6 +24,11 @@ pub struct State {
     pub coalescer: Coalescer,
     pub metrics: Arc<Metrics>,
     pub http: reqwest::Client,
+    /// close_at of listings seen so far: a listing's existence and close time never change,
+    /// so the reserve path asks the database once per listing, not once per reservation.
+    pub listing_close: std::sync::Mutex<
+        std::collections::HashMap<(String, String), sellwindow_domain::UnixMillis>,
+    >,
 }
 
 pub struct Application {
@@ -43,6 +48,7 @@ impl Application {
             auth: Auth::new(&cfg.jwt_secret),
             coalescer: Coalescer::new(client.clone(), metrics.clone()),
             metrics,
+            listing_close: Default::default(),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .build()?,

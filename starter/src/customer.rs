@@ -43,6 +43,24 @@ impl State {
         Ok(w)
     }
 
+    async fn listing_close_at(
+        &self,
+        sw: &SellWindowId,
+        p: &ProductId,
+    ) -> Result<UnixMillis, ApiError> {
+        let key = (sw.to_string(), p.to_string());
+        if let Some(at) = self.listing_close.lock().expect("cache lock").get(&key) {
+            return Ok(*at);
+        }
+        let close_at = self.require_listing(sw, p).await?.close_at;
+        let mut cache = self.listing_close.lock().expect("cache lock");
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(key, close_at);
+        Ok(close_at)
+    }
+
     async fn reserve(
         &self,
         customer: CustomerId,
@@ -68,8 +86,7 @@ impl State {
             }
             return replay(&answer);
         }
-        let window = self.require_listing(&sw, &p).await?;
-        if now_ms() >= window.close_at {
+        if now_ms() >= self.listing_close_at(&sw, &p).await? {
             // The workflow refuses too; this spares a finished workflow the call.
             return Err(ApiError::Precondition("the sell window is closed".into()));
         }
