@@ -49,8 +49,11 @@ pub struct SellWindowWorkflow {
 pub struct ListingStart {
     #[serde(flatten)]
     pub spec: ListingSpec,
+    /// The previous run's state, gzip-compressed JSON in base64: a hand-over must stay well
+    /// under the server's 2 MB payload limit (tens of bytes per order this way, against ~140
+    /// as plain JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub carried: Option<Listing>,
+    pub carried: Option<String>,
 }
 
 impl From<ListingSpec> for ListingStart {
@@ -59,6 +62,39 @@ impl From<ListingSpec> for ListingStart {
             spec,
             carried: None,
         }
+    }
+}
+
+impl ListingStart {
+    pub fn carrying(listing: &Listing) -> Self {
+        use std::io::Write;
+        let json = serde_json::to_vec(listing).expect("the listing serializes");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&json).expect("writing to memory");
+        let packed = gz.finish().expect("writing to memory");
+        Self {
+            spec: listing.spec.clone(),
+            carried: Some(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                packed,
+            )),
+        }
+    }
+
+    /// The listing this run starts from.
+    pub fn into_listing(self) -> Result<Listing, String> {
+        let Some(packed) = self.carried else {
+            return Ok(Listing::new(self.spec));
+        };
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, packed)
+            .map_err(|e| format!("carried state is not base64: {e}"))?;
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(bytes.as_slice()),
+            &mut json,
+        )
+        .map_err(|e| format!("carried state does not decompress: {e}"))?;
+        serde_json::from_slice(&json).map_err(|e| format!("carried state does not parse: {e}"))
     }
 }
 
@@ -120,7 +156,9 @@ impl SellWindowWorkflow {
     #[init]
     pub fn new(_ctx: &WorkflowContextView, start: ListingStart) -> Self {
         Self {
-            listing: start.carried.unwrap_or_else(|| Listing::new(start.spec)),
+            listing: start
+                .into_listing()
+                .expect("a carried state this code wrote itself"),
             busy: 0,
             published_phase: None,
             messages_this_run: 0,
@@ -163,10 +201,7 @@ impl SellWindowWorkflow {
                 // Hand over at a quiet point: turn new updates away, let running ones finish.
                 ctx.state_mut(|s| s.draining = true);
                 ctx.wait_condition(|s: &Self| s.busy == 0).await?;
-                let start = ctx.state(|s| ListingStart {
-                    spec: s.listing.spec.clone(),
-                    carried: Some(s.listing.clone()),
-                });
+                let start = ctx.state(|s| ListingStart::carrying(&s.listing));
                 ctx.continue_as_new(start, temporalio_sdk::ContinueAsNewOptions::default())?;
             }
         }

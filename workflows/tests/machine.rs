@@ -313,3 +313,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_large_listing_hands_over_within_the_payload_limit_and_round_trips() {
+    use sellwindow_workflows::ListingStart;
+    let mut l = Listing::new(spec(1, 100_000, None, MinPaidPolicy::ProduceWhatWasPaid));
+    let items: Vec<ReserveItem> = (0..20_000)
+        .map(|n| ReserveItem {
+            order_id: OrderId::derive(&["order", &n.to_string()]),
+            customer_id: CustomerId::parse(format!("customer-{}", n % 5000)).unwrap(),
+            qty: Qty::new(1 + n % 3).unwrap(),
+        })
+        .collect();
+    l.reserve(&items, UnixMillis(0));
+    let moved = l.confirm(UnixMillis(1)).unwrap();
+    l.open_payments(&moved);
+    let start = ListingStart::carrying(&l);
+    let size = serde_json::to_vec(&start).unwrap().len();
+    assert!(size < 1_100_000, "20,000 orders hand over in {size} bytes");
+    eprintln!("20,000 orders (with open payments) hand over in {size} bytes");
+    assert_eq!(start.into_listing().unwrap(), l);
+}
