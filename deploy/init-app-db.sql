@@ -1,2 +1,0 @@
--- Runs once, when the PostgreSQL volume is first initialised: sellwindow's own database.
-CREATE DATABASE sellwindow;
