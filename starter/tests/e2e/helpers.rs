@@ -45,11 +45,18 @@ fn temporal_bin() -> PathBuf {
 pub struct TemporalServer {
     pub child: Child,
     pub address: String,
+    /// The frontend port and the SQLite file (if any): a restart reuses both.
+    pub port: u16,
+    pub db_file: Option<PathBuf>,
 }
 
 impl TemporalServer {
     pub async fn start() -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), None).await
+    }
+
+    /// Starts on `port`, persisting to `db_file` when given (so it can be restarted on it).
+    pub async fn start_on(port: u16, db_file: Option<PathBuf>) -> Self {
         let mut cmd = Command::new(temporal_bin());
         cmd.args([
             "server",
@@ -82,10 +89,15 @@ impl TemporalServer {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
+        if let Some(f) = &db_file {
+            cmd.arg("--db-filename").arg(f);
+        }
         let child = cmd.spawn().expect("start temporal dev server");
         Self {
             child,
             address: format!("http://127.0.0.1:{port}"),
+            port,
+            db_file,
         }
     }
 }
@@ -427,5 +439,328 @@ impl TestApp {
             .join("workflows/tests/histories")
             .join(format!("{name}.json"));
         std::fs::write(path, json).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault injection (faults.rs, security.rs): the app with its worker as a child process, restarts
+// of Temporal and of the API, and snapshots of the database to show that nothing changed.
+
+/// How `spawn_app_with` builds the app (`Default` is what `spawn_app` builds).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppOptions {
+    /// No in-process worker: the test runs its own `starter worker` children (`Proc::worker`).
+    pub no_in_process_worker: bool,
+    /// Temporal persists to a SQLite file in the test's folder, so `restart_temporal` finds its
+    /// workflows and timers again.
+    pub temporal_on_disk: bool,
+}
+
+/// `spawn_app` with options.
+pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let dir = tempdir::TempDir::new();
+    let server = TemporalServer::start_on(
+        free_port(),
+        opts.temporal_on_disk.then(|| dir.0.join("temporal.db")),
+    )
+    .await;
+    let (grpc_port, http_port) = (free_port(), free_port());
+    let cfg = Config {
+        env: Env::Development,
+        database_url: test_database(&dir.0).await,
+        temporal_address: server.address.clone(),
+        temporal_namespace: "default".into(),
+        task_queue: format!("sellwindow-test-{grpc_port}"),
+        grpc_addr: format!("127.0.0.1:{grpc_port}").parse().unwrap(),
+        http_addr: format!("127.0.0.1:{http_port}").parse().unwrap(),
+        public_base_url: format!("http://127.0.0.1:{http_port}"),
+        payment_callback_url: format!("http://127.0.0.1:{http_port}/payments/callback"),
+        jwt_secret: "test-jwt-secret".into(),
+        callback_secret: "test-callback-secret".into(),
+        notify_webhook_url: None,
+    };
+    let store = Store::connect(&cfg.database_url).await.expect("database");
+    let client = sellwindow_worker::connect_temporal(&cfg)
+        .await
+        .expect("temporal");
+    wait_temporal_ready(&client, Duration::from_secs(30)).await;
+    let (worker_stop, worker) = if opts.no_in_process_worker {
+        (None, None)
+    } else {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let worker_cfg = cfg.clone();
+        let worker = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(sellwindow_worker::run(worker_cfg, async {
+                let _ = stop_rx.await;
+            }))
+            .expect("worker");
+        });
+        (Some(stop_tx), Some(worker))
+    };
+    let app = Application::build(cfg.clone(), store.clone(), client.clone())
+        .await
+        .expect("api");
+    let api = ApiClient::connect(
+        &format!("http://{}", app.grpc_addr),
+        &format!("http://{}", app.http_addr),
+        &cfg.jwt_secret,
+    )
+    .await
+    .expect("api client");
+    TestApp {
+        api,
+        store,
+        cfg,
+        temporal: client,
+        app: Some(app),
+        worker_stop,
+        worker,
+        _server: server,
+        _dir: dir,
+    }
+}
+
+/// Waits until the Temporal server answers namespace calls, not just connections.
+pub async fn wait_temporal_ready(client: &temporalio_client::Client, timeout: Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        let h = client.get_workflow_handle::<sellwindow_workflows::SellWindowWorkflow>("probe");
+        let probe =
+            tokio::time::timeout(Duration::from_secs(5), h.describe(Default::default())).await;
+        if let Ok(Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_))) = probe {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the Temporal server did not come up within {timeout:?}");
+}
+
+/// The environment a `starter` child needs to act as the app configured by `cfg`.
+pub fn config_env(cfg: &Config) -> Vec<(&'static str, String)> {
+    vec![
+        ("SELLWINDOW_ENV", "development".into()),
+        ("DATABASE_URL", cfg.database_url.clone()),
+        ("TEMPORAL_ADDRESS", cfg.temporal_address.clone()),
+        ("TEMPORAL_NAMESPACE", cfg.temporal_namespace.clone()),
+        ("TEMPORAL_TASK_QUEUE", cfg.task_queue.clone()),
+        ("GRPC_ADDR", cfg.grpc_addr.to_string()),
+        ("HTTP_ADDR", cfg.http_addr.to_string()),
+        ("PUBLIC_BASE_URL", cfg.public_base_url.clone()),
+        ("PAYMENT_CALLBACK_URL", cfg.payment_callback_url.clone()),
+        ("JWT_SECRET", cfg.jwt_secret.clone()),
+        ("PAYMENT_CALLBACK_SECRET", cfg.callback_secret.clone()),
+        ("NOTIFY_WEBHOOK_URL", String::new()),
+        (
+            "RUST_LOG",
+            std::env::var("SELLWINDOW_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
+        ),
+    ]
+}
+
+/// A `starter` child process (`worker` or `serve`), logging to a file; killed on drop.
+pub struct Proc {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `starter <command>` configured as `cfg`.
+    pub fn start(command: &str, cfg: &Config, log: PathBuf) -> Self {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("child log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_starter"))
+            .arg(command)
+            .envs(config_env(cfg))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file handle"))
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the starter binary");
+        Self { child, log }
+    }
+
+    /// `starter worker` for `app`'s task queue, database and Temporal.
+    pub fn worker(app: &TestApp) -> Self {
+        Self::worker_with(app, &app.cfg)
+    }
+
+    /// `starter worker` with its own configuration (e.g. another database role).
+    pub fn worker_with(app: &TestApp, cfg: &Config) -> Self {
+        let log = app._dir.0.join(format!("worker-{}.log", free_port()));
+        Self::start("worker", cfg, log)
+    }
+
+    /// `starter serve`: another API process of `app`, on `grpc` and `http` ports.
+    pub fn api(app: &TestApp, grpc: u16, http: u16) -> Self {
+        let mut cfg = app.cfg.clone();
+        cfg.grpc_addr = format!("127.0.0.1:{grpc}").parse().unwrap();
+        cfg.http_addr = format!("127.0.0.1:{http}").parse().unwrap();
+        cfg.public_base_url = format!("http://127.0.0.1:{http}");
+        cfg.payment_callback_url = format!("http://127.0.0.1:{http}/payments/callback");
+        let log = app._dir.0.join(format!("api-{grpc}.log"));
+        Self::start("serve", &cfg, log)
+    }
+
+    /// SIGKILL, and reap it: a crash, nothing flushed or handed over.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The last lines of its log (for failure messages).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// Every table of the schema, for before/after comparisons.
+pub const TABLES: &[&str] = &[
+    "products",
+    "sell_windows",
+    "product_sell_windows",
+    "sell_window_quota",
+    "counters",
+    "batches",
+    "orders",
+    "payments",
+    "payment_callbacks",
+    "notifications",
+    "work_orders",
+    "work_steps",
+    "shipments",
+    "idempotency_keys",
+    "events",
+];
+
+/// A fingerprint of the database: row counts of every table, and every order's status,
+/// every payment's status, every quota row and every counter row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbSnapshot {
+    pub counts: Vec<(&'static str, i64)>,
+    pub rows: Vec<String>,
+}
+
+impl TestApp {
+    pub async fn count(&self, sql: &str, bind: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .bind(bind)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub async fn snapshot(&self) -> DbSnapshot {
+        let mut counts = Vec::new();
+        for t in TABLES {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {t}"))
+                .fetch_one(self.store.pool())
+                .await
+                .unwrap_or_else(|e| panic!("count {t}: {e}"));
+            counts.push((*t, n));
+        }
+        let mut rows = Vec::new();
+        for sql in [
+            "SELECT id || ':' || status || ':' || CAST(qty AS TEXT) FROM orders ORDER BY id",
+            "SELECT id || ':' || status FROM payments ORDER BY id",
+            "SELECT sell_window_id || ':' || product_id || ':' || CAST(sold_qty AS TEXT) || ':' || status FROM sell_window_quota ORDER BY 1",
+            "SELECT sell_window_id || ':' || product_id || ':' || CAST(reserved_qty AS TEXT) || ':' || CAST(paid_qty AS TEXT) || ':' || status FROM counters ORDER BY 1",
+            "SELECT sell_window_id || ':' || product_id || ':' || phase FROM product_sell_windows ORDER BY 1",
+        ] {
+            let r: Vec<String> = sqlx::query_scalar(sql)
+                .fetch_all(self.store.pool())
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            rows.extend(r);
+        }
+        DbSnapshot { counts, rows }
+    }
+
+    /// How many times each event name appears in the window's log.
+    pub async fn event_counts(
+        &self,
+        w: &pb::SellWindow,
+    ) -> std::collections::BTreeMap<String, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for e in self.events(w).await {
+            *m.entry(e.name).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Stops the Temporal server abruptly (SIGKILL): a crash of the whole engine.
+    pub async fn stop_temporal(&mut self) {
+        let _ = self._server.child.kill().await;
+    }
+
+    /// Starts the Temporal server again on the same port and the same database file.
+    pub async fn start_temporal(&mut self) {
+        assert!(
+            self._server.db_file.is_some(),
+            "restarting Temporal needs AppOptions::temporal_on_disk"
+        );
+        // The port may linger for a moment after the kill.
+        for _ in 0..50 {
+            if std::net::TcpListener::bind(("127.0.0.1", self._server.port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self._server =
+            TemporalServer::start_on(self._server.port, self._server.db_file.clone()).await;
+        wait_temporal_ready(&self.temporal, Duration::from_secs(60)).await;
+    }
+
+    /// Shuts the in-process API down (gracefully) and builds it again on the same ports: a
+    /// restart of the API process. Clients keep their channel and reconnect.
+    pub async fn restart_api(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        let mut last = None;
+        for _ in 0..50 {
+            match Application::build(self.cfg.clone(), self.store.clone(), self.temporal.clone())
+                .await
+            {
+                Ok(app) => {
+                    self.app = Some(app);
+                    return;
+                }
+                Err(e) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        panic!("the API did not start again: {last:?}");
+    }
+
+    /// The PostgreSQL server URL and this test's database name, when on PostgreSQL.
+    pub fn postgres(&self) -> Option<(String, String)> {
+        let admin = std::env::var("SELLWINDOW_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let name = self.cfg.database_url.rsplit('/').next()?.to_string();
+        Some((admin, name))
     }
 }

@@ -3,6 +3,9 @@
 
 mod helpers;
 
+mod faults;
+mod security;
+
 use helpers::spawn_app;
 use sellwindow_domain::{ProductId, SellWindowId};
 use std::time::Duration;
