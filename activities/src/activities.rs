@@ -146,26 +146,41 @@ impl Unit {
         Ok(())
     }
 
-    /// Commits, then delivers what was newly persisted. A delivery failure is logged and left
-    /// undelivered (`delivered_at` stays empty); it never undoes the business change.
+    /// Commits, then hands what was newly persisted to the sink in the background: a slow
+    /// sink never holds the activity open. Whatever is not delivered keeps `delivered_at`
+    /// empty and is retried by the worker's redelivery loop.
     async fn commit(
         mut self,
         store: &Store,
-        sink: &dyn NotificationSink,
+        sink: &Arc<dyn NotificationSink>,
     ) -> Result<(), StoreError> {
         self.flush().await?;
         let new = store::save_notifications(&mut self.tx, &self.notes).await?;
         self.tx.commit().await?;
-        let mut delivered = Vec::new();
-        for n in self.notes.iter().filter(|n| new.contains(&n.id)) {
-            match sink.deliver(n).await {
-                Ok(()) => delivered.push(n.id.as_str()),
-                Err(e) => {
-                    tracing::warn!(notification = %n.id, error = %e, "notification not delivered")
+        let fresh: Vec<Notification> = self
+            .notes
+            .into_iter()
+            .filter(|n| new.contains(&n.id))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let (store, sink, at) = (store.clone(), sink.clone(), self.at);
+        tokio::spawn(async move {
+            let mut delivered = Vec::new();
+            for n in &fresh {
+                match sink.deliver(n).await {
+                    Ok(()) => delivered.push(n.id.as_str()),
+                    Err(e) => {
+                        tracing::warn!(notification = %n.id, error = %e, "notification not delivered")
+                    }
                 }
             }
-        }
-        store::mark_delivered_all(store, &delivered, self.at).await
+            if let Err(e) = store::mark_delivered_all(&store, &delivered, at).await {
+                tracing::warn!(error = %e, "delivered notifications not marked");
+            }
+        });
+        Ok(())
     }
 }
 
@@ -380,7 +395,7 @@ impl SellWindowActivities {
                 .await?;
             }
         }
-        u.commit(&self.store, &*self.sink).await
+        u.commit(&self.store, &self.sink).await
     }
 
     pub async fn confirm_batch_tx(&self, w: &ConfirmWrite) -> Result<(), StoreError> {
@@ -418,7 +433,7 @@ impl SellWindowActivities {
             .await?;
             u.set_phase(Phase::Confirmed).await?;
         }
-        u.commit(&self.store, &*self.sink).await
+        u.commit(&self.store, &self.sink).await
     }
 
     pub async fn open_payments_tx(&self, w: &PaymentsWrite) -> Result<(), StoreError> {
@@ -488,7 +503,7 @@ impl SellWindowActivities {
             )
             .await?;
         }
-        u.commit(&self.store, &*self.sink).await
+        u.commit(&self.store, &self.sink).await
     }
 
     fn pay_url(&self, payment: &PaymentId) -> String {
@@ -519,6 +534,15 @@ impl SellWindowActivities {
                 .bind(w.payment_id.as_str())
                 .execute(&mut *u.tx)
                 .await?;
+            // Any other attempt still open for this order is superseded.
+            sqlx::query(
+                "UPDATE payments SET status = 'EXPIRED', updated_at = $1 WHERE order_id = $2 AND id <> $3 AND status = 'INIT'",
+            )
+            .bind(w.at.0)
+            .bind(w.order_id.as_str())
+            .bind(w.payment_id.as_str())
+            .execute(&mut *u.tx)
+            .await?;
             u.event(
                 &format!("payment.succeeded:{}", w.payment_id),
                 "payment.succeeded",
@@ -543,7 +567,7 @@ impl SellWindowActivities {
             )
             .await?;
         }
-        u.commit(&self.store, &*self.sink).await
+        u.commit(&self.store, &self.sink).await
     }
 
     pub async fn record_payment_failure_tx(&self, w: &FailureWrite) -> Result<(), StoreError> {
@@ -592,7 +616,7 @@ impl SellWindowActivities {
             )
             .await?;
         }
-        u.commit(&self.store, &*self.sink).await
+        u.commit(&self.store, &self.sink).await
     }
 
     pub async fn release_orders_tx(&self, w: &ReleaseWrite) -> Result<(), StoreError> {
@@ -730,7 +754,7 @@ impl SellWindowActivities {
             .execute(&mut *u.tx)
             .await?;
         }
-        u.commit(&self.store, &*self.sink).await
+        u.commit(&self.store, &self.sink).await
     }
 
     pub async fn refund_payment_tx(&self, w: &RefundWrite) -> Result<(), StoreError> {
@@ -763,7 +787,7 @@ impl SellWindowActivities {
             )
             .await?;
         }
-        u.commit(&self.store, &*self.sink).await
+        u.commit(&self.store, &self.sink).await
     }
 
     pub async fn finalize_listing_tx(&self, w: &FinalizeWrite) -> Result<(), StoreError> {
@@ -798,7 +822,7 @@ impl SellWindowActivities {
                 )
                 .await?;
             }
-            return u.commit(&self.store, &*self.sink).await;
+            return u.commit(&self.store, &self.sink).await;
         }
         if !u
             .event(
@@ -809,7 +833,7 @@ impl SellWindowActivities {
             )
             .await?
         {
-            return u.commit(&self.store, &*self.sink).await; // done before
+            return u.commit(&self.store, &self.sink).await; // done before
         }
         sqlx::query("UPDATE sell_window_quota SET status = 'CLOSED' WHERE sell_window_id = $1 AND product_id = $2")
             .bind(sw)
@@ -829,7 +853,7 @@ impl SellWindowActivities {
             u.notify(Recipient::Admin, "admin", "window_failed", &format!("{sw}:{p}"), None,
                 format!("{name}: closed without a confirmed batch; the group did not form and every order was cancelled."))
                 .await?;
-            return u.commit(&self.store, &*self.sink).await;
+            return u.commit(&self.store, &self.sink).await;
         }
         sqlx::query(
             "UPDATE counters SET final_paid_qty = $1 WHERE sell_window_id = $2 AND product_id = $3",
@@ -932,7 +956,7 @@ impl SellWindowActivities {
                 unreachable!("handled above")
             }
         }
-        u.commit(&self.store, &*self.sink).await
+        u.commit(&self.store, &self.sink).await
     }
 
     pub async fn complete_step_tx(&self, w: &StepWrite) -> Result<(), StoreError> {
@@ -1018,6 +1042,6 @@ impl SellWindowActivities {
             )
             .await?;
         }
-        u.commit(&self.store, &*self.sink).await
+        u.commit(&self.store, &self.sink).await
     }
 }

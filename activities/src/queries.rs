@@ -267,6 +267,14 @@ impl Store {
         Ok(true)
     }
 
+    pub async fn sell_window_exists(&self, id: &SellWindowId) -> StoreResult<bool> {
+        Ok(sqlx::query("SELECT id FROM sell_windows WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?
+            .is_some())
+    }
+
     pub async fn sell_window(&self, id: &SellWindowId) -> StoreResult<Option<SellWindowRow>> {
         let Some(r) =
             sqlx::query("SELECT id, name, close_at, created_at FROM sell_windows WHERE id = $1")

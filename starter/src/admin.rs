@@ -95,6 +95,17 @@ impl State {
     }
 }
 
+impl State {
+    /// NOT_FOUND unless the window exists (lists about an unknown window are an error, not empty).
+    async fn require_window(&self, id: &SellWindowId) -> Result<(), ApiError> {
+        if self.store.sell_window_exists(id).await? {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(format!("sell window {id} not found")))
+        }
+    }
+}
+
 fn id_or_invalid<T>(r: Result<T, DomainError>) -> Result<T, Status> {
     r.map_err(|e| ApiError::from(e).into())
 }
@@ -152,9 +163,16 @@ impl AdminService for Admin {
         let r = req.into_inner();
         let name = text("name", &r.name, 200)?;
         let now = now_ms();
-        let close_at = UnixMillis(convert::ms_of(r.close_at.as_ref().ok_or(
-            ApiError::from(DomainError::invalid("close_at", "is required")),
-        )?));
+        let close_at = r
+            .close_at
+            .as_ref()
+            .ok_or(DomainError::invalid("close_at", "is required"))
+            .and_then(|t| {
+                convert::ms_of_parts(t.seconds, t.nanos)
+                    .ok_or(DomainError::invalid("close_at", "is out of range"))
+            })
+            .map(UnixMillis)
+            .map_err(ApiError::from)?;
         if close_at.0 <= now.0 + 1000 {
             return Err(
                 ApiError::from(DomainError::invalid("close_at", "must be in the future")).into(),
@@ -207,7 +225,9 @@ impl AdminService for Admin {
             }
             let payment_window_ms = match &l.payment_window {
                 None => DEFAULT_PAYMENT_WINDOW_MS,
-                Some(d) => d.seconds.saturating_mul(1000) + i64::from(d.nanos / 1_000_000),
+                Some(d) => convert::ms_of_parts(d.seconds, d.nanos).ok_or(ApiError::from(
+                    DomainError::invalid("payment_window", "is out of range"),
+                ))?,
             };
             if !(1000..=MAX_PAYMENT_WINDOW_MS).contains(&payment_window_ms) {
                 return Err(ApiError::from(DomainError::invalid(
@@ -338,6 +358,7 @@ impl AdminService for Admin {
         self.0.auth.admin(req.metadata())?;
         let r = req.into_inner();
         let sw = id_or_invalid(SellWindowId::parse(r.sell_window_id))?;
+        self.0.require_window(&sw).await?;
         let p = if r.product_id.is_empty() {
             None
         } else {
@@ -360,6 +381,7 @@ impl AdminService for Admin {
     ) -> Result<Response<pb::ListWorkOrdersResponse>, Status> {
         self.0.auth.admin(req.metadata())?;
         let sw = id_or_invalid(SellWindowId::parse(req.into_inner().sell_window_id))?;
+        self.0.require_window(&sw).await?;
         let rows = self
             .0
             .store
@@ -427,6 +449,7 @@ impl AdminService for Admin {
         self.0.auth.admin(req.metadata())?;
         let r = req.into_inner();
         let sw = id_or_invalid(SellWindowId::parse(r.sell_window_id))?;
+        self.0.require_window(&sw).await?;
         let rows = self
             .0
             .store
@@ -460,6 +483,9 @@ impl AdminService for Admin {
         } else {
             Some(id_or_invalid(SellWindowId::parse(r.sell_window_id))?)
         };
+        if let Some(sw) = &sw {
+            self.0.require_window(sw).await?;
+        }
         let rows = self
             .0
             .store

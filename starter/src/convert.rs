@@ -15,8 +15,16 @@ pub fn ts(ms: i64) -> prost_types::Timestamp {
     }
 }
 
+/// Milliseconds of a protobuf timestamp (saturating; for times this process made itself).
 pub fn ms_of(t: &prost_types::Timestamp) -> i64 {
-    t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000)
+    ms_of_parts(t.seconds, t.nanos).unwrap_or(if t.seconds < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// Milliseconds of seconds + nanos, or `None` when it does not fit (absurd input).
+pub fn ms_of_parts(seconds: i64, nanos: i32) -> Option<i64> {
+    seconds
+        .checked_mul(1000)?
+        .checked_add(i64::from(nanos / 1_000_000))
 }
 
 pub fn dur(ms: i64) -> prost_types::Duration {

@@ -34,13 +34,18 @@ pub struct CallbackBody {
 }
 
 pub fn router(state: Arc<State>) -> Router {
-    Router::new()
+    let mut r = Router::new()
         .route("/payments/callback", post(callback))
-        .route("/sandbox/pay/{payment_id}", get(sandbox_page))
-        .route("/sandbox/pay/{payment_id}/{outcome}", post(sandbox_act))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_CALLBACK_BYTES))
+        .route("/metrics", get(metrics));
+    // The sandbox marks payments paid for anyone who knows their ids: development only,
+    // unless a demo deployment opts in.
+    if state.cfg.serves_sandbox() {
+        r = r
+            .route("/sandbox/pay/{payment_id}", get(sandbox_page))
+            .route("/sandbox/pay/{payment_id}/{outcome}", post(sandbox_act));
+    }
+    r.layer(axum::extract::DefaultBodyLimit::max(MAX_CALLBACK_BYTES))
         .with_state(state)
 }
 

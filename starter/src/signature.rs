@@ -45,7 +45,8 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: i64) -> Result<(), S
     let (Some(t), Some(v1)) = (t, v1) else {
         return Err(SignatureError::Malformed);
     };
-    if (now - t).abs() > TOLERANCE_SECS {
+    // abs_diff cannot overflow, whatever timestamp a caller sends.
+    if now.abs_diff(t) > TOLERANCE_SECS as u64 {
         return Err(SignatureError::Stale);
     }
     // verify_slice compares in constant time.
@@ -124,7 +125,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "bug: verify computes `(now - t).abs()` unchecked: a header t near i64::MIN overflows (panic in debug builds; in release t = now + i64::MIN passes the staleness check)"]
     fn an_extreme_header_timestamp_is_refused_without_overflow() {
         let now = 1_700_000_000;
         let mac = "00".repeat(32);

@@ -24,6 +24,16 @@ pub struct Config {
     pub callback_secret: String,
     /// When set, notifications are POSTed here (with retries) instead of only logged.
     pub notify_webhook_url: Option<String>,
+    /// Serve the payment sandbox outside development too (demo deployments only: anyone who
+    /// knows a payment id can mark it paid there).
+    pub sandbox_in_production: bool,
+}
+
+impl Config {
+    /// Whether the HTTP side serves the payment sandbox.
+    pub fn serves_sandbox(&self) -> bool {
+        self.env == Env::Development || self.sandbox_in_production
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -115,6 +125,10 @@ impl Config {
             jwt_secret: secret("JWT_SECRET", DEV_JWT_SECRET)?,
             callback_secret: secret("PAYMENT_CALLBACK_SECRET", DEV_CALLBACK_SECRET)?,
             notify_webhook_url: get("NOTIFY_WEBHOOK_URL").filter(|v| !v.is_empty()),
+            sandbox_in_production: matches!(
+                get("PAYMENT_SANDBOX_IN_PRODUCTION").as_deref(),
+                Some("1" | "true")
+            ),
         })
     }
 }

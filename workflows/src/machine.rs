@@ -20,6 +20,9 @@ pub struct OrderEntry {
     /// The payment attempt currently open for this order (attempt number, id).
     pub payment: Option<(u32, PaymentId)>,
     pub payment_failures: u32,
+    /// The payment that paid the order: any other success for it is a second charge.
+    #[serde(default)]
+    pub paid_by: Option<PaymentId>,
 }
 
 /// What `reserve` decided for a batch.
@@ -250,6 +253,7 @@ impl Listing {
                     payment_due_at: due,
                     payment: None,
                     payment_failures: 0,
+                    paid_by: None,
                 },
             );
             plan.accepted.push(NewOrder {
@@ -413,6 +417,8 @@ impl Listing {
                 let o = self.orders.get_mut(&r.order_id).expect("present");
                 o.status = OrderStatus::Paid;
                 o.payment_due_at = None;
+                // Whichever attempt paid, that one counts; a newer open attempt is superseded.
+                o.paid_by = Some(r.payment_id.clone());
                 self.reserved_qty -= qty.get();
                 self.paid_qty += qty.get();
                 PaymentEffect::Paid { customer_id, qty }
@@ -423,8 +429,10 @@ impl Listing {
                     amount: self.spec.unit_price.times(qty.get()),
                 }
             }
-            (PaymentOutcome::Succeeded, OrderStatus::Paid) if current == Some(false) => {
-                // A second attempt also charged the customer: the order is paid once only.
+            (PaymentOutcome::Succeeded, OrderStatus::Paid)
+                if o.paid_by.as_ref() != Some(&r.payment_id) =>
+            {
+                // Another attempt also charged the customer: the order is paid once only.
                 PaymentEffect::Refund {
                     customer_id,
                     amount: self.spec.unit_price.times(qty.get()),

@@ -130,7 +130,7 @@ fn now(ctx: &WorkflowContext<SellWindowWorkflow>) -> UnixMillis {
 }
 
 fn act_opts(summary: &str) -> ActivityOptions {
-    let mut o = ActivityOptions::start_to_close_timeout(Duration::from_secs(60));
+    let mut o = ActivityOptions::start_to_close_timeout(Duration::from_secs(20));
     o.summary = Some(summary.to_string());
     o
 }

@@ -103,6 +103,26 @@ impl TemporalServer {
 }
 
 /// A database of the test's own.
+/// Drops a test's own PostgreSQL database (SQLite files go with the temp folder).
+async fn drop_test_database(store: &Store, url: &str) {
+    let Ok(admin_url) = std::env::var("SELLWINDOW_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    if !url.starts_with("postgres") || !name.starts_with("sw_test_") {
+        return;
+    }
+    store.pool().close().await;
+    if let Ok(pool) = sqlx::AnyPool::connect(&admin_url).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await;
+        pool.close().await;
+    }
+}
+
 async fn test_database(dir: &std::path::Path) -> String {
     match std::env::var("SELLWINDOW_TEST_POSTGRES_URL") {
         Ok(admin_url) if !admin_url.is_empty() => {
@@ -181,6 +201,7 @@ pub async fn spawn_app() -> TestApp {
         jwt_secret: "test-jwt-secret".into(),
         callback_secret: "test-callback-secret".into(),
         notify_webhook_url: None,
+        sandbox_in_production: false,
     };
     let store = Store::connect(&cfg.database_url).await.expect("database");
     let client = sellwindow_worker::connect_temporal(&cfg)
@@ -247,6 +268,7 @@ impl TestApp {
             .await;
         }
         let _ = self._server.child.kill().await;
+        drop_test_database(&self.store, &self.cfg.database_url).await;
     }
 
     pub fn admin(&self) -> String {
@@ -484,6 +506,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         jwt_secret: "test-jwt-secret".into(),
         callback_secret: "test-callback-secret".into(),
         notify_webhook_url: None,
+        sandbox_in_production: false,
     };
     let store = Store::connect(&cfg.database_url).await.expect("database");
     let client = sellwindow_worker::connect_temporal(&cfg)

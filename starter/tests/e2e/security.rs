@@ -933,7 +933,6 @@ async fn admin_calls_refuse_bad_input_naming_the_field_and_unknown_ids_and_chang
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "contract gap: list calls filtered by an unknown sell_window_id answer OK with an empty list, where DESIGN.md says unknown ids are NOT_FOUND"]
 async fn list_calls_naming_an_unknown_window_are_not_found() {
     let app = spawn_app().await;
     let token = app.admin();
@@ -1453,7 +1452,6 @@ async fn a_callback_replayed_concurrently_is_applied_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: a success for a superseded payment attempt marks the order PAID without closing the current attempt, and a later success of the current attempt is then ignored (machine.rs apply_payment: (Succeeded, Paid) with current == Some(true) falls to Ignore): the customer is charged twice, refunded never"]
 async fn two_successful_attempts_for_one_order_are_charged_once_and_the_other_is_refunded() {
     let app = spawn_app().await;
     let fx = fixture(&app).await;
@@ -1517,7 +1515,6 @@ async fn two_successful_attempts_for_one_order_are_charged_once_and_the_other_is
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: signature::verify computes `(now - t).abs()` unchecked: a header timestamp near i64::MIN panics the callback handler (debug builds) instead of answering 401"]
 async fn a_callback_with_an_extreme_timestamp_is_refused_not_a_panic() {
     let app = spawn_app().await;
     let raw = br#"{"event_id":"e"}"#.to_vec();
@@ -1537,7 +1534,6 @@ async fn a_callback_with_an_extreme_timestamp_is_refused_not_a_panic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: the payment sandbox (/sandbox/pay/{id}/succeeded, no authentication) is served whatever SELLWINDOW_ENV says: in production anyone knowing a payment id marks it paid with a correctly signed callback"]
 async fn the_payment_sandbox_is_not_served_in_production() {
     let app = spawn_app().await;
     let fx = fixture(&app).await;
@@ -1572,7 +1568,6 @@ async fn the_payment_sandbox_is_not_served_in_production() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: convert::ms_of (close_at) and admin.rs (payment_window) compute `seconds.saturating_mul(1000) + nanos / 1e6` with an unchecked add: seconds near i64::MAX/MIN with nanos overflow (a handler panic, the call CANCELLED, in debug builds; a wrapped value in release)"]
 async fn absurd_timestamps_and_durations_are_refused_naming_the_field_not_a_panic() {
     let app = spawn_app().await;
     let product = app.product(100).await;
