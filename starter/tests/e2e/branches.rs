@@ -167,6 +167,7 @@ async fn a_failed_payment_keeps_the_units_and_a_retry_can_still_pay() {
         ]
     );
     db_agrees(&app, &w).await;
+    app.record_history(&w, "payment_failed_then_retried").await;
     app.stop().await;
 }
 
@@ -211,6 +212,7 @@ async fn a_provider_expiry_releases_units_reopens_a_closed_quota_and_a_late_succ
     assert_eq!(app.order(&o.id).await.status, "EXPIRED");
     assert_eq!(counters(&app, &w).await.2, 0);
     db_agrees(&app, &w).await;
+    app.record_history(&w, "expired_reopened_late_refund").await;
     app.stop().await;
 }
 
@@ -285,6 +287,7 @@ async fn a_customer_cancels_an_unpaid_order_but_never_a_paid_one() {
     assert_eq!(app.order(&b.id).await.status, "PAID");
     assert!(names(&app.events(&w).await).contains(&"order.cancelled".to_string()));
     db_agrees(&app, &w).await;
+    app.record_history(&w, "customer_cancel").await;
     app.stop().await;
 }
 
@@ -369,6 +372,7 @@ async fn nothing_paid_at_close_means_no_production_and_the_admin_is_told() {
     let notes = app.store.notifications(None, Some(&sw)).await.unwrap();
     assert!(notes.iter().any(|n| n.kind == "nothing_to_produce"));
     db_agrees(&app, &w).await;
+    app.record_history(&w, "nothing_to_produce").await;
     app.stop().await;
 }
 
@@ -425,6 +429,7 @@ async fn cancel_and_refund_policy_refunds_every_paid_order_under_the_threshold()
     assert!(!ev.contains(&"production.scheduled".to_string()));
     assert_eq!(counters(&app, &w).await, (0, 0, 0, "CLOSED".into()));
     db_agrees(&app, &w).await;
+    app.record_history(&w, "cancel_and_refund").await;
     app.stop().await;
 }
 

@@ -395,6 +395,7 @@ async fn an_unpaid_order_expires_at_its_deadline_and_releases_its_units() {
     let again = app.reserve(&w, "fast", 2, "k").await.unwrap();
     assert_eq!(again.status, "PAYMENT_REQUESTED");
     assert!(names(&app.events(&w).await).contains(&"order.expired".to_string()));
+    app.record_history(&w, "deadline_expiry").await;
     app.stop().await;
 }
 
