@@ -41,6 +41,8 @@ pub struct SellWindowWorkflow {
     /// Set while handing over to a new run: validators turn new updates away (the API retries
     /// them, and they land on the new run).
     draining: bool,
+    /// Normal activities running now (bounded by [`MAX_ACTIVITIES_IN_FLIGHT`]).
+    activities_in_flight: u32,
 }
 
 /// How a listing's workflow starts: fresh from its spec, or carrying a previous run's state
@@ -142,13 +144,27 @@ fn key(ctx: &WorkflowContext<SellWindowWorkflow>) -> ListingKey {
     })
 }
 
-/// Runs an activity until it succeeds: every activity is idempotent and retried by Temporal
-/// with backoff, so a failure here only means the workflow was cancelled.
+/// Activities one listing runs at once. The server refuses a workflow more than 2,000
+/// pending activities (its task then fails over and over): a flood of payment callbacks must
+/// queue here instead.
+pub const MAX_ACTIVITIES_IN_FLIGHT: u32 = 200;
+
+/// Runs an activity until it succeeds (every activity is idempotent and retried by Temporal
+/// with backoff, so a failure here only means the workflow was cancelled), waiting for a slot
+/// under [`MAX_ACTIVITIES_IN_FLIGHT`] first.
 macro_rules! persist {
-    ($ctx:expr, $act:expr, $input:expr, $summary:expr) => {
-        $ctx.execute_activity($act, $input, act_opts($summary))
-            .await?
-    };
+    ($ctx:expr, $act:expr, $input:expr, $summary:expr) => {{
+        $ctx.wait_condition(|s: &SellWindowWorkflow| {
+            s.activities_in_flight < MAX_ACTIVITIES_IN_FLIGHT
+        })
+        .await?;
+        $ctx.state_mut(|s| s.activities_in_flight += 1);
+        let done = $ctx
+            .execute_activity($act, $input, act_opts($summary))
+            .await;
+        $ctx.state_mut(|s| s.activities_in_flight -= 1);
+        done?
+    }};
 }
 
 #[workflow_methods]
@@ -163,6 +179,7 @@ impl SellWindowWorkflow {
             published_phase: None,
             messages_this_run: 0,
             draining: false,
+            activities_in_flight: 0,
         }
     }
 
