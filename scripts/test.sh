@@ -15,6 +15,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== tests (SQLite)"
 cargo test --workspace -- --test-threads 2
 
+echo "== bench smoke run (tiny, SQLite)"
+cargo run -q -p sellwindow-bench -- smoke
+
 if [ -n "${SELLWINDOW_TEST_POSTGRES_URL:-}" ]; then
   echo "== end-to-end tests (PostgreSQL)"
   cargo test -p sellwindow-starter --test e2e -- --test-threads 2

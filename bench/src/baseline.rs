@@ -1,0 +1,271 @@
+//! The bar to beat: the seed's own reserve step done raw on PostgreSQL. Per reservation one
+//! transaction: `SELECT … FROM sell_window_quota … FOR UPDATE`, check OPEN and room,
+//! `UPDATE … SET sold_qty = sold_qty + 1` (CLOSED at the cap), `INSERT INTO orders …`, commit.
+//! It runs on a scratch database with the app's own schema (its migrations), over the native
+//! PostgreSQL driver with prepared statements: the fastest honest form of the seed's design.
+
+use crate::load::Latencies;
+use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Serialize)]
+pub struct BaselineLevel {
+    pub clients: usize,
+    pub seconds: f64,
+    pub reservations: u64,
+    pub reservations_per_sec: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+    /// sold_qty == number of orders written at this level.
+    pub consistent: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Baseline {
+    pub database: String,
+    pub levels: Vec<BaselineLevel>,
+    pub best_clients: usize,
+    pub best_per_sec: f64,
+}
+
+/// Whether PostgreSQL answers at `url` (within a few seconds).
+pub async fn reachable(url: &str) -> bool {
+    let Ok(opts) = PgConnectOptions::from_str(url) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), opts.connect()).await,
+        Ok(Ok(_))
+    )
+}
+
+/// `url` with its database name replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((host, _)) => format!("{scheme}://{host}/{db}"),
+            None => format!("{scheme}://{rest}/{db}"),
+        },
+        None => base.to_string(),
+    };
+    match query {
+        Some(q) => format!("{base}?{q}"),
+        None => base,
+    }
+}
+
+pub async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
+    let mut c = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await?;
+    c.close().await?;
+    Ok(with_database(admin_url, name))
+}
+
+pub async fn drop_database(admin_url: &str, name: &str) {
+    let r = async {
+        let mut c = sqlx::PgConnection::connect(admin_url).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut c)
+            .await?;
+        c.close().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = r {
+        eprintln!("warning: could not drop the scratch database {name}: {e:#}");
+    }
+}
+
+pub async fn run(admin_url: &str, clients: &[usize], seconds: f64) -> anyhow::Result<Baseline> {
+    let name = format!("sw_bench_{}", std::process::id());
+    let url = create_database(admin_url, &name).await?;
+    let r = sweep(&url, clients, seconds).await;
+    drop_database(admin_url, &name).await;
+    let levels = r?;
+    let best = levels
+        .iter()
+        .max_by(|a, b| a.reservations_per_sec.total_cmp(&b.reservations_per_sec))
+        .ok_or_else(|| anyhow::anyhow!("no baseline level ran"))?;
+    Ok(Baseline {
+        database: "PostgreSQL (scratch database, the app's schema)".into(),
+        best_clients: best.clients,
+        best_per_sec: best.reservations_per_sec,
+        levels,
+    })
+}
+
+async fn sweep(url: &str, clients: &[usize], seconds: f64) -> anyhow::Result<Vec<BaselineLevel>> {
+    // The app's own schema, by its own migrations.
+    let store = sellwindow_activities::Store::connect(url).await?;
+    store.pool().close().await;
+    let max = clients.iter().copied().max().unwrap_or(1);
+    let pool = PgPoolOptions::new()
+        .max_connections(max as u32)
+        .min_connections(max as u32)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(url)
+        .await?;
+    println!(
+        "\nbaseline: the seed's reserve step raw on PostgreSQL (SELECT … FOR UPDATE, UPDATE, INSERT, COMMIT), {seconds} s per level"
+    );
+    let mut levels = Vec::new();
+    for &n in clients {
+        let level = one_level(&pool, n, seconds).await?;
+        println!(
+            "  {:>3} clients: {:>8.0} reservations/s  p50 {:>6.1} ms  p99 {:>6.1} ms{}",
+            level.clients,
+            level.reservations_per_sec,
+            level.p50_ms,
+            level.p99_ms,
+            if level.errors > 0 {
+                format!("  ({} errors)", level.errors)
+            } else {
+                String::new()
+            }
+        );
+        levels.push(level);
+    }
+    pool.close().await;
+    Ok(levels)
+}
+
+async fn one_level(pool: &PgPool, clients: usize, seconds: f64) -> anyhow::Result<BaselineLevel> {
+    let sw = format!("sw-baseline-{clients}");
+    let p = "prd-baseline";
+    sqlx::query(
+        "INSERT INTO sell_window_quota (sell_window_id, product_id, min_qty, max_qty, sold_qty, status) \
+         VALUES ($1, $2, 1, 1000000000, 0, 'OPEN')",
+    )
+    .bind(&sw)
+    .bind(p)
+    .execute(pool)
+    .await?;
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let pool = pool.clone();
+        let sw = sw.clone();
+        tasks.push(tokio::spawn(async move {
+            let customer = format!("cus-baseline-{c}");
+            let mut lat = Latencies::default();
+            let mut errors = 0u64;
+            let mut seq = 0u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                seq += 1;
+                let id = format!("ord-b{clients}-{c}-{seq}");
+                match reserve_once(&pool, &sw, p, &customer, &id).await {
+                    Ok(true) => {
+                        let t1 = Instant::now();
+                        if t1 <= end {
+                            lat.push(t1 - t0);
+                        }
+                    }
+                    Ok(false) => errors += 1,
+                    Err(e) => {
+                        errors += 1;
+                        if errors < 3 {
+                            eprintln!("baseline error: {e}");
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Latencies::default();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        lat.merge(l);
+        errors += e;
+    }
+    let elapsed = seconds;
+    let (sold, orders): (i64, i64) = sqlx::query_as(
+        "SELECT q.sold_qty, (SELECT COUNT(*) FROM orders o WHERE o.sell_window_id = q.sell_window_id) \
+         FROM sell_window_quota q WHERE q.sell_window_id = $1",
+    )
+    .bind(&sw)
+    .fetch_one(pool)
+    .await?;
+    let s = lat.summary();
+    Ok(BaselineLevel {
+        clients,
+        seconds: elapsed,
+        reservations: s.count,
+        reservations_per_sec: s.count as f64 / elapsed,
+        p50_ms: s.p50_ms,
+        p95_ms: s.p95_ms,
+        p99_ms: s.p99_ms,
+        errors,
+        consistent: sold == orders,
+    })
+}
+
+/// One reservation the seed's way. `Ok(false)`: refused (no room or not OPEN).
+async fn reserve_once(
+    pool: &PgPool,
+    sw: &str,
+    p: &str,
+    customer: &str,
+    order_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let (max, sold, status): (i64, i64, String) = sqlx::query_as(
+        "SELECT max_qty, sold_qty, status FROM sell_window_quota \
+         WHERE sell_window_id = $1 AND product_id = $2 FOR UPDATE",
+    )
+    .bind(sw)
+    .bind(p)
+    .fetch_one(&mut *tx)
+    .await?;
+    if status != "OPEN" || sold + 1 > max {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE sell_window_quota SET sold_qty = sold_qty + 1, \
+         status = CASE WHEN sold_qty + 1 >= max_qty THEN 'CLOSED' ELSE status END \
+         WHERE sell_window_id = $1 AND product_id = $2",
+    )
+    .bind(sw)
+    .bind(p)
+    .execute(&mut *tx)
+    .await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    sqlx::query(
+        "INSERT INTO orders (id, sell_window_id, product_id, customer_id, qty, currency, amount_minor, \
+         status, created_at, updated_at) VALUES ($1, $2, $3, $4, 1, 'TWD', 45000, 'RESERVED', $5, $5)",
+    )
+    .bind(order_id)
+    .bind(sw)
+    .bind(p)
+    .bind(customer)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}

@@ -1,0 +1,228 @@
+//! Simulated customers: each one a task with its own JWT, reserving one unit at a time through
+//! the real gRPC API (`ReserveOrder`, a fresh idempotency key each time) in a closed loop, and
+//! recording every latency and every error by its gRPC code.
+
+use sellwindow_starter::demo::ApiClient;
+use sellwindow_starter::pb;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Latency samples in microseconds.
+#[derive(Debug, Default, Clone)]
+pub struct Latencies(Vec<u32>);
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+}
+
+impl Latencies {
+    pub fn push(&mut self, d: Duration) {
+        self.0.push(d.as_micros().min(u32::MAX as u128) as u32);
+    }
+
+    pub fn merge(&mut self, other: Latencies) {
+        self.0.extend(other.0);
+    }
+
+    pub fn summary(&self) -> LatencySummary {
+        let mut v = self.0.clone();
+        v.sort_unstable();
+        let q = |p: f64| -> f64 {
+            if v.is_empty() {
+                return 0.0;
+            }
+            let i = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+            v[i] as f64 / 1000.0
+        };
+        LatencySummary {
+            count: v.len() as u64,
+            p50_ms: q(0.50),
+            p95_ms: q(0.95),
+            p99_ms: q(0.99),
+            max_ms: v.last().map_or(0.0, |m| *m as f64 / 1000.0),
+            mean_ms: if v.is_empty() {
+                0.0
+            } else {
+                v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64 / 1000.0
+            },
+        }
+    }
+}
+
+/// One listing to reserve on.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub sell_window_id: String,
+    pub product_id: String,
+    pub workflow_id: String,
+}
+
+pub struct LoadSpec {
+    pub targets: Vec<Target>,
+    pub customers_per_target: usize,
+    pub warmup: Duration,
+    pub measure: Duration,
+    /// Unique per phase, so customers and idempotency keys never repeat across phases.
+    pub tag: String,
+    /// Stop every customer once this many reservations succeeded in total (finalize mode).
+    pub stop_after: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LoadResult {
+    /// Reservations answered with an order inside the measured window.
+    pub reservations_in_window: u64,
+    pub window_seconds: f64,
+    pub reservations_per_sec: f64,
+    pub latency: LatencySummary,
+    /// Every reservation answered with an order (warm-up and tail included).
+    pub reservations_ok_total: u64,
+    pub errors_total: u64,
+    /// Errors by gRPC code (whole run).
+    pub errors: BTreeMap<String, u64>,
+    /// A few error messages, one per code.
+    pub error_samples: BTreeMap<String, String>,
+    /// Orders answered, per second of the run (warm-up included): stalls show here.
+    pub per_second: Vec<u64>,
+    /// Wall time from the first request to the last answer.
+    pub total_seconds: f64,
+}
+
+struct CustomerOutcome {
+    lat: Latencies,
+    in_window: u64,
+    ok_total: u64,
+    errors: BTreeMap<String, u64>,
+    samples: BTreeMap<String, String>,
+    per_second: Vec<u64>,
+}
+
+pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
+    let start = Instant::now();
+    let warm_end = start + spec.warmup;
+    let end = warm_end + spec.measure;
+    let succeeded = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let mut k = 0usize;
+    for (t, target) in spec.targets.iter().enumerate() {
+        for c in 0..spec.customers_per_target {
+            let api = clients[k % clients.len()].clone();
+            k += 1;
+            let target = target.clone();
+            let customer = format!("cus-{}-{t}-{c}", spec.tag);
+            let tag = spec.tag.clone();
+            let stop_after = spec.stop_after;
+            let succeeded = succeeded.clone();
+            tasks.push(tokio::spawn(async move {
+                let token = api.customer_token(&customer);
+                let mut svc = api.customer();
+                let mut out = CustomerOutcome {
+                    lat: Latencies::default(),
+                    in_window: 0,
+                    ok_total: 0,
+                    errors: BTreeMap::new(),
+                    samples: BTreeMap::new(),
+                    per_second: Vec::new(),
+                };
+                let mut seq = 0u64;
+                loop {
+                    let t0 = Instant::now();
+                    if t0 >= end {
+                        break;
+                    }
+                    if let Some(n) = stop_after
+                        && succeeded.fetch_add(1, Ordering::SeqCst) >= n
+                    {
+                        break;
+                    }
+                    seq += 1;
+                    let req = ApiClient::req(
+                        pb::ReserveOrderRequest {
+                            sell_window_id: target.sell_window_id.clone(),
+                            product_id: target.product_id.clone(),
+                            qty: 1,
+                            idempotency_key: format!("{tag}-{customer}-{seq}"),
+                        },
+                        &token,
+                    );
+                    let r = svc.reserve_order(req).await;
+                    let t1 = Instant::now();
+                    match r {
+                        Ok(_) => {
+                            out.ok_total += 1;
+                            let sec = (t1 - start).as_secs() as usize;
+                            if out.per_second.len() <= sec {
+                                out.per_second.resize(sec + 1, 0);
+                            }
+                            out.per_second[sec] += 1;
+                            if t1 >= warm_end && t1 <= end {
+                                out.in_window += 1;
+                                out.lat.push(t1 - t0);
+                            }
+                        }
+                        Err(status) => {
+                            if stop_after.is_some() {
+                                // The ticket was not used: give it back.
+                                succeeded.fetch_sub(1, Ordering::SeqCst);
+                            }
+                            let code = format!("{:?}", status.code());
+                            *out.errors.entry(code.clone()).or_insert(0) += 1;
+                            out.samples
+                                .entry(code)
+                                .or_insert_with(|| status.message().to_string());
+                            // No hot spinning on a failing path.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                out
+            }));
+        }
+    }
+    let mut result = LoadResult::default();
+    let mut lat = Latencies::default();
+    for t in tasks {
+        let Ok(o) = t.await else {
+            *result.errors.entry("TaskPanicked".into()).or_insert(0) += 1;
+            continue;
+        };
+        lat.merge(o.lat);
+        result.reservations_in_window += o.in_window;
+        result.reservations_ok_total += o.ok_total;
+        for (code, n) in o.errors {
+            *result.errors.entry(code).or_insert(0) += n;
+        }
+        for (code, m) in o.samples {
+            result.error_samples.entry(code).or_insert(m);
+        }
+        if result.per_second.len() < o.per_second.len() {
+            result.per_second.resize(o.per_second.len(), 0);
+        }
+        for (i, n) in o.per_second.into_iter().enumerate() {
+            result.per_second[i] += n;
+        }
+    }
+    result.total_seconds = start.elapsed().as_secs_f64();
+    result.errors_total = result.errors.values().sum();
+    result.window_seconds = if spec.stop_after.is_some() {
+        result.total_seconds
+    } else {
+        spec.measure.as_secs_f64()
+    };
+    if spec.stop_after.is_some() {
+        // Finalize mode: no window, every answer counts.
+        result.reservations_in_window = result.reservations_ok_total;
+    }
+    result.reservations_per_sec = result.reservations_in_window as f64 / result.window_seconds;
+    result.latency = lat.summary();
+    result
+}

@@ -1,0 +1,153 @@
+//! `bench`: measures the reserve path of sellwindow against the seed's own design, in one run.
+//!
+//! ```text
+//! bench reserve  [--customers 64,256,512] [--seconds 20] [--warmup 1]
+//!                [--baseline-clients 2,8,32,64] [--baseline-seconds 4] [--no-baseline]
+//! bench finalize [--orders 10000] [--customers 256] [--paid-percent 90] [--close-in SECS]
+//! bench listings [--listings 50] [--customers-per-listing 8] [--seconds 10] [--warmup 1]
+//! bench smoke    (or `bench --smoke`): all three, tiny and quick, SQLite; for CI
+//! common:        [--store postgres|sqlite] [--postgres-url URL] [--json FILE] [--smoke]
+//!                [--cap N] [--clients-per-connection 32] [--keep-going]
+//! ```
+//!
+//! Everything runs in this process except the Temporal dev server (the project-installed CLI,
+//! default limits) and PostgreSQL: the worker on a runtime of its own (threads `sw-worker`), the
+//! API on another (`sw-api`), and the simulated customers on the main one (`sw-load`), so the
+//! CPU each part used can be told apart (`cpu.rs`). The exit status is non-zero only when a
+//! check fails: oversell, the database and the workflow disagreeing, lost answers, or errors.
+
+mod args;
+mod baseline;
+mod cpu;
+mod finalize;
+mod listings;
+mod load;
+mod pgstats;
+mod report;
+mod reserve;
+mod stack;
+
+use anyhow::Context;
+use args::Args;
+use report::Report;
+
+fn main() {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bench: {e}\n\n{}", args::USAGE);
+            std::process::exit(2);
+        }
+    };
+    if args.command == "help" {
+        println!("{}", args::USAGE);
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sw-load")
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = rt.block_on(async move {
+        match run(args).await {
+            Ok(report) => {
+                if report.failures.is_empty() {
+                    println!("\nbench: every check passed");
+                    0
+                } else {
+                    eprintln!("\nbench: FAILED");
+                    for f in &report.failures {
+                        eprintln!("  - {f}");
+                    }
+                    1
+                }
+            }
+            Err(e) => {
+                eprintln!("bench: error: {e:#}");
+                1
+            }
+        }
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    std::process::exit(code);
+}
+
+async fn run(args: Args) -> anyhow::Result<Report> {
+    let started = std::time::Instant::now();
+    let mut report = Report::new(&args);
+    let pg = args.postgres_url();
+    let pg_up = baseline::reachable(&pg).await;
+    let store_kind = args.store(pg_up)?;
+    report.store = store_kind.as_str().to_string();
+    println!(
+        "bench {} · store {} · PostgreSQL {} · {} build",
+        args.command,
+        store_kind.as_str(),
+        if pg_up { "reachable" } else { "unreachable" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+
+    // The baseline runs before anything else is started, so nothing competes with it.
+    if args.command == "reserve" || args.command == "smoke" {
+        if args.flag("no-baseline") {
+            println!("baseline: skipped (--no-baseline)");
+        } else if !pg_up {
+            if args.smoke {
+                println!("baseline: skipped, PostgreSQL is unreachable at {pg}");
+            } else {
+                anyhow::bail!(
+                    "PostgreSQL is unreachable at {pg} (the baseline needs it; --no-baseline skips it)"
+                );
+            }
+        } else {
+            let clients = args.list(
+                "baseline-clients",
+                if args.smoke { &[2, 8] } else { &[2, 8, 32, 64] },
+            )?;
+            let secs = args.float("baseline-seconds", if args.smoke { 1.0 } else { 4.0 })?;
+            let b = baseline::run(&pg, &clients, secs)
+                .await
+                .context("baseline")?;
+            report::print_baseline(&b);
+            report.baseline = Some(b);
+        }
+    }
+
+    let stack = stack::Stack::start(store_kind, &pg)
+        .await
+        .context("starting the stack")?;
+    let result = async {
+        match args.command.as_str() {
+            "reserve" => reserve::run(&stack, &args, &mut report).await,
+            "finalize" => finalize::run(&stack, &args, &mut report).await,
+            "listings" => listings::run(&stack, &args, &mut report).await,
+            "smoke" => {
+                reserve::run(&stack, &args, &mut report).await?;
+                finalize::run(&stack, &args, &mut report).await?;
+                listings::run(&stack, &args, &mut report).await
+            }
+            other => anyhow::bail!("unknown command {other}"),
+        }
+    }
+    .await;
+    stack.stop().await;
+    result?;
+    report.wall_seconds = started.elapsed().as_secs_f64();
+    if let Some(path) = args.get("json") {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {path}"))?;
+        println!("figures written to {path}");
+    }
+    Ok(report)
+}

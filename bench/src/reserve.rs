@@ -1,0 +1,300 @@
+//! `bench reserve`: one hot listing per level (64, 256, 512 customers by default), each on a
+//! fresh listing with a large cap, every reservation through the real API. After each level:
+//! the listing's workflow history over all its runs, and the no-oversell checks.
+
+use crate::args::Args;
+use crate::cpu;
+use crate::load::{self, LoadResult, LoadSpec, Target};
+use crate::pgstats::{self, PgWork};
+use crate::report::{self, Report};
+use crate::stack::Stack;
+use futures::StreamExt;
+use sellwindow_domain::{ProductId, SellWindowId};
+use sellwindow_starter::pb;
+use sellwindow_workflows::SellWindowWorkflow;
+use serde::Serialize;
+use std::time::Duration;
+use temporalio_client::{WorkflowExecutionInfo, WorkflowHandle, WorkflowQueryOptions};
+
+/// The state of one listing after a run, from the database and from its workflow.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ListingCheck {
+    pub workflow_id: String,
+    /// The quota row's sold_qty and max_qty.
+    pub sold: u32,
+    pub cap: u32,
+    /// The sum over the orders holding quota (RESERVED, PAYMENT_REQUESTED, PAID).
+    pub held_by_orders: u32,
+    /// Every order row of the listing.
+    pub orders_in_db: u64,
+    /// sold_qty in the workflow's own state (query), if it answered.
+    pub workflow_sold: Option<u32>,
+    /// History events summed over every run of the listing's workflow.
+    pub history_events: u64,
+    pub runs: u32,
+    pub oversold: bool,
+    pub consistent: bool,
+}
+
+/// Events in every run of `workflow_id` (continue-as-new makes several), and how many runs.
+pub async fn history_events(stack: &Stack, workflow_id: &str) -> anyhow::Result<(u64, u32)> {
+    let client = &stack.client;
+    let mut run_ids: Vec<String> = Vec::new();
+    // The current run, by describing the workflow id.
+    let current = client
+        .get_workflow_handle::<SellWindowWorkflow>(workflow_id)
+        .describe(Default::default())
+        .await?;
+    run_ids.push(current.run_id().to_string());
+    // The earlier runs, from visibility (continued-as-new runs are closed there).
+    let mut runs =
+        client.list_workflows(format!("WorkflowId = '{workflow_id}'"), Default::default());
+    while let Some(r) = runs.next().await {
+        let r = r?;
+        if !run_ids.iter().any(|x| x == r.run_id()) {
+            run_ids.push(r.run_id().to_string());
+        }
+    }
+    let mut events = 0u64;
+    for run in &run_ids {
+        let info = WorkflowExecutionInfo::builder()
+            .namespace(stack.cfg.temporal_namespace.clone())
+            .workflow_id(workflow_id.to_string())
+            .run_id(run.clone())
+            .build();
+        let h: WorkflowHandle<temporalio_client::Client, SellWindowWorkflow> =
+            WorkflowHandle::new(client.clone(), info);
+        events += h.describe(Default::default()).await?.history_length() as u64;
+    }
+    Ok((events, run_ids.len() as u32))
+}
+
+/// What Temporal says about a listing's workflow when something looks stuck: its status,
+/// history, pending activities, the pending workflow task (a high attempt means it keeps
+/// failing) and the problems the server reports (`TemporalReportedProblems`).
+pub async fn diagnose(stack: &Stack, workflow_id: &str) -> String {
+    let d = match stack
+        .client
+        .get_workflow_handle::<SellWindowWorkflow>(workflow_id)
+        .describe(Default::default())
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return format!("describe failed: {e}"),
+    };
+    let raw = d.raw();
+    let problems = raw
+        .workflow_execution_info
+        .as_ref()
+        .and_then(|i| i.search_attributes.as_ref())
+        .and_then(|s| s.indexed_fields.get("TemporalReportedProblems"))
+        .map(|p| String::from_utf8_lossy(&p.data).to_string())
+        .unwrap_or_else(|| "none".into());
+    format!(
+        "workflow {workflow_id}: status {:?}, history {} events, {} pending activities, pending workflow task {:?}, reported problems {problems}",
+        d.status(),
+        d.history_length(),
+        raw.pending_activities.len(),
+        raw.pending_workflow_task
+            .as_ref()
+            .map(|t| format!("attempt {} state {}", t.attempt, t.state)),
+    )
+}
+
+pub async fn check_listing(stack: &Stack, t: &Target) -> anyhow::Result<ListingCheck> {
+    let sw = SellWindowId::parse(t.sell_window_id.clone())?;
+    let p = ProductId::parse(t.product_id.clone())?;
+    let (sold, cap, held) = stack.store.quota_check(&sw, &p).await?;
+    let orders_in_db: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM orders WHERE sell_window_id = $1 AND product_id = $2",
+    )
+    .bind(sw.as_str())
+    .bind(p.as_str())
+    .fetch_one(stack.store.pool())
+    .await?;
+    let workflow_sold = tokio::time::timeout(
+        Duration::from_secs(10),
+        stack
+            .client
+            .get_workflow_handle::<SellWindowWorkflow>(&t.workflow_id)
+            .query(
+                SellWindowWorkflow::figures,
+                (),
+                WorkflowQueryOptions::default(),
+            ),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .map(|f| f.sold_qty);
+    let (history_events, runs) = history_events(stack, &t.workflow_id).await?;
+    Ok(ListingCheck {
+        workflow_id: t.workflow_id.clone(),
+        sold,
+        cap,
+        held_by_orders: held,
+        orders_in_db: orders_in_db as u64,
+        workflow_sold,
+        history_events,
+        runs,
+        oversold: sold > cap || held > cap,
+        consistent: sold == held && workflow_sold.is_none_or(|w| w == sold),
+    })
+}
+
+pub fn targets(windows: &[pb::SellWindow]) -> Vec<Target> {
+    windows
+        .iter()
+        .flat_map(|w| {
+            w.listings.iter().map(|l| Target {
+                sell_window_id: w.id.clone(),
+                product_id: l.product_id.clone(),
+                workflow_id: l.workflow_id.clone(),
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReserveLevel {
+    pub customers: usize,
+    pub connections: usize,
+    pub load: LoadResult,
+    /// reservations/s divided by the baseline's best.
+    pub ratio_to_baseline: Option<f64>,
+    /// History events (all runs) per reservation written.
+    pub history_events_per_reservation: f64,
+    /// Reserve updates the API sent, and reservations per update (the coalesced batch size).
+    pub reserve_updates: u64,
+    pub reserve_update_retries: u64,
+    pub reservations_per_update: f64,
+    pub check: ListingCheck,
+    /// CPU used during the measured window, in cores (2 on this machine), by part.
+    pub cpu_cores: std::collections::BTreeMap<String, f64>,
+    /// PostgreSQL's own counters over the level (warm-up and tail included).
+    pub db: Option<PgWork>,
+}
+
+/// Runs one or more listings under load with the given figures, and checks them after.
+/// Fails (in `report.failures`) on oversell, disagreement, lost answers or errors.
+pub async fn checked(
+    stack: &Stack,
+    targets: &[Target],
+    load: &LoadResult,
+    what: &str,
+    report: &mut Report,
+) -> anyhow::Result<Vec<ListingCheck>> {
+    let mut checks = Vec::new();
+    let mut orders = 0u64;
+    for t in targets {
+        let c = check_listing(stack, t).await?;
+        if c.oversold {
+            report.fail(format!(
+                "{what}: OVERSOLD {}: sold {} / held {} over cap {}",
+                t.workflow_id, c.sold, c.held_by_orders, c.cap
+            ));
+        }
+        if !c.consistent {
+            report.fail(format!(
+                "{what}: {} disagrees: quota row sold {}, orders hold {}, workflow says {:?}",
+                t.workflow_id, c.sold, c.held_by_orders, c.workflow_sold
+            ));
+        }
+        orders += c.orders_in_db;
+        checks.push(c);
+    }
+    if orders < load.reservations_ok_total {
+        report.fail(format!(
+            "{what}: {} reservations answered with an order but only {orders} orders in the database",
+            load.reservations_ok_total
+        ));
+    }
+    if load.errors_total > 0 {
+        report.fail(format!(
+            "{what}: {} reservations failed: {:?} (e.g. {:?})",
+            load.errors_total, load.errors, load.error_samples
+        ));
+    }
+    Ok(checks)
+}
+
+pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    let levels = args.list(
+        "customers",
+        if args.smoke {
+            &[4, 16]
+        } else {
+            &[64, 256, 512]
+        },
+    )?;
+    let seconds = args.float("seconds", if args.smoke { 2.0 } else { 20.0 })?;
+    let warmup = args.float("warmup", if args.smoke { 0.5 } else { 1.0 })?;
+    let cap = args.int("cap", 1_000_000)? as u32;
+    let per_conn = args.int("clients-per-connection", 32)? as usize;
+    println!(
+        "\nreserve: one hot listing per level (cap {cap}), {warmup} s warm-up + {seconds} s measured, through gRPC with tokens and idempotency keys"
+    );
+    for (i, &n) in levels.iter().enumerate() {
+        let windows = stack
+            .listings(
+                1,
+                1,
+                cap,
+                Duration::from_secs(3600),
+                Duration::from_secs(3600),
+                &format!("r{i}"),
+            )
+            .await?;
+        let targets = targets(&windows);
+        let clients = stack.connections(n, per_conn).await?;
+        let m0 = stack.api_metrics().await;
+        let spec = LoadSpec {
+            targets: targets.clone(),
+            customers_per_target: n,
+            warmup: Duration::from_secs_f64(warmup),
+            measure: Duration::from_secs_f64(seconds),
+            tag: format!("r{i}"),
+            stop_after: None,
+        };
+        let pg0 = pgstats::sample(&stack.store).await;
+        let sampler = cpu::Sampler::window(stack.temporal_pid, spec.warmup, spec.measure);
+        let load = load::run(&clients, &spec).await;
+        let cpu_cores = sampler.finish().await;
+        let db = pgstats::after(&stack.store, pg0, load.reservations_ok_total).await;
+        let m1 = stack.api_metrics().await;
+        let what = format!("reserve {n} customers");
+        let checks = checked(stack, &targets, &load, &what, report).await?;
+        let check = checks.into_iter().next().unwrap_or_default();
+        let updates = metric_delta(&m0, &m1, "sellwindow_reserve_updates_total");
+        let retries = metric_delta(&m0, &m1, "sellwindow_reserve_update_retries_total");
+        let level = ReserveLevel {
+            customers: n,
+            connections: clients.len(),
+            ratio_to_baseline: report
+                .baseline
+                .as_ref()
+                .map(|b| load.reservations_per_sec / b.best_per_sec),
+            history_events_per_reservation: check.history_events as f64
+                / check.orders_in_db.max(1) as f64,
+            reserve_updates: updates,
+            reserve_update_retries: retries,
+            reservations_per_update: check.orders_in_db as f64 / updates.max(1) as f64,
+            load,
+            check,
+            cpu_cores,
+            db,
+        };
+        report::print_reserve_level(&level);
+        report.reserve.push(level);
+    }
+    report::print_reserve_table(report);
+    Ok(())
+}
+
+pub fn metric_delta(
+    a: &std::collections::BTreeMap<String, f64>,
+    b: &std::collections::BTreeMap<String, f64>,
+    k: &str,
+) -> u64 {
+    (b.get(k).copied().unwrap_or(0.0) - a.get(k).copied().unwrap_or(0.0)).max(0.0) as u64
+}

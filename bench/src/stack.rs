@@ -1,0 +1,355 @@
+//! The system under test, started the way the end-to-end tests start it
+//! (`starter/tests/e2e/helpers.rs`): a Temporal dev server from the project-installed CLI on
+//! free ports with its default limits, a fresh app database, the worker in-process on a thread
+//! and runtime of its own (its future is not `Send`), and the real API in-process on another
+//! runtime. Everything is stopped, and the scratch database dropped, by [`Stack::stop`].
+
+use crate::args::StoreKind;
+use crate::baseline;
+use anyhow::Context;
+use sellwindow_activities::Store;
+use sellwindow_starter::Application;
+use sellwindow_starter::demo::ApiClient;
+use sellwindow_starter::pb;
+use sellwindow_worker::{Config, Env};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = here.parent().map(PathBuf::from).unwrap_or(here);
+    if root.join("scripts/install-temporal.sh").exists() {
+        root
+    } else {
+        std::env::current_dir().unwrap_or(root)
+    }
+}
+
+/// The project-installed Temporal CLI (installed on first use), or `$TEMPORAL_BIN`.
+fn temporal_bin() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("TEMPORAL_BIN") {
+        return Ok(p.into());
+    }
+    let script = workspace_root().join("scripts/install-temporal.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    anyhow::ensure!(out.status.success(), "installing the Temporal CLI failed");
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+enum AppDb {
+    Postgres { admin_url: String, name: String },
+    Sqlite { dir: PathBuf },
+}
+
+pub struct Stack {
+    pub cfg: Config,
+    /// The bench's own view of the app database (checks and polling).
+    pub store: Store,
+    /// The bench's own Temporal client (history lengths, queries).
+    pub client: temporalio_client::Client,
+    /// Connections to the API: customers share them, `clients_per_connection` each.
+    pub api: Vec<ApiClient>,
+    pub temporal_pid: Option<u32>,
+    temporal: Child,
+    db: AppDb,
+    api_rt: Option<tokio::runtime::Runtime>,
+    app: Option<Application>,
+    worker_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Stack {
+    pub async fn start(kind: StoreKind, pg_url: &str) -> anyhow::Result<Self> {
+        let t0 = std::time::Instant::now();
+        let bin = temporal_bin()?;
+        let port = free_port();
+        let temporal = Command::new(&bin)
+            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .args(["--ui-port", &free_port().to_string()])
+            .args(["--http-port", &free_port().to_string()])
+            .args(["--metrics-port", &free_port().to_string()])
+            .args(["--log-level", "error"])
+            .args(["--search-attribute", "SellWindowId=Keyword"])
+            .args(["--search-attribute", "ProductId=Keyword"])
+            .args(["--search-attribute", "ListingPhase=Keyword"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let temporal_pid = temporal.id();
+
+        let db = match kind {
+            StoreKind::Postgres => AppDb::Postgres {
+                admin_url: pg_url.to_string(),
+                name: format!("sw_bench_app_{}", std::process::id()),
+            },
+            StoreKind::Sqlite => {
+                let dir =
+                    std::env::temp_dir().join(format!("sellwindow-bench-{}", std::process::id()));
+                std::fs::create_dir_all(&dir)?;
+                AppDb::Sqlite { dir }
+            }
+        };
+        let database_url = match &db {
+            AppDb::Postgres { admin_url, name } => {
+                baseline::create_database(admin_url, name).await?
+            }
+            AppDb::Sqlite { dir } => {
+                format!("sqlite://{}?mode=rwc", dir.join("sellwindow.db").display())
+            }
+        };
+        let (grpc_port, http_port) = (free_port(), free_port());
+        let cfg = Config {
+            env: Env::Development,
+            database_url,
+            temporal_address: format!("http://127.0.0.1:{port}"),
+            temporal_namespace: "default".into(),
+            task_queue: format!("sellwindow-bench-{grpc_port}"),
+            grpc_addr: format!("127.0.0.1:{grpc_port}").parse()?,
+            http_addr: format!("127.0.0.1:{http_port}").parse()?,
+            public_base_url: format!("http://127.0.0.1:{http_port}"),
+            payment_callback_url: format!("http://127.0.0.1:{http_port}/payments/callback"),
+            jwt_secret: "bench-jwt-secret".into(),
+            callback_secret: "bench-callback-secret".into(),
+            notify_webhook_url: None,
+            sandbox_in_production: false,
+        };
+        let store = Store::connect(&cfg.database_url)
+            .await
+            .context("app database")?;
+        let client = sellwindow_worker::connect_temporal(&cfg).await?;
+        wait_temporal_ready(&client, Duration::from_secs(60)).await?;
+
+        // The worker: a thread and a runtime of its own (the SDK's worker future is not Send).
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let worker_cfg = cfg.clone();
+        let worker = std::thread::Builder::new()
+            .name("sw-worker-main".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("sw-worker")
+                    .enable_all()
+                    .build()
+                    .expect("worker runtime");
+                if let Err(e) = rt.block_on(sellwindow_worker::run(worker_cfg, async {
+                    let _ = stop_rx.await;
+                })) {
+                    eprintln!("bench: the worker stopped with an error: {e:#}");
+                }
+            })?;
+
+        // The API: its own runtime, store pool and Temporal client, as in its own process.
+        let api_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sw-api")
+            .enable_all()
+            .build()?;
+        let api_cfg = cfg.clone();
+        let app = api_rt
+            .spawn(async move {
+                let store = Store::connect(&api_cfg.database_url).await?;
+                let client = sellwindow_worker::connect_temporal(&api_cfg).await?;
+                Application::build(api_cfg, store, client).await
+            })
+            .await??;
+        let api = vec![
+            ApiClient::connect(
+                &format!("http://{}", app.grpc_addr),
+                &format!("http://{}", app.http_addr),
+                &cfg.jwt_secret,
+            )
+            .await?,
+        ];
+        println!(
+            "stack up in {:.1} s: Temporal dev server :{port} (pid {}), worker and API in-process (gRPC {}), store {}",
+            t0.elapsed().as_secs_f64(),
+            temporal_pid.unwrap_or(0),
+            app.grpc_addr,
+            kind.as_str()
+        );
+        Ok(Self {
+            cfg,
+            store,
+            client,
+            api,
+            temporal_pid,
+            temporal,
+            db,
+            api_rt: Some(api_rt),
+            app: Some(app),
+            worker_stop: Some(stop_tx),
+            worker: Some(worker),
+        })
+    }
+
+    /// Connections enough for `customers` customers, `per` on each.
+    pub async fn connections(
+        &self,
+        customers: usize,
+        per: usize,
+    ) -> anyhow::Result<Vec<ApiClient>> {
+        let n = customers.div_ceil(per.max(1)).max(1);
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(
+                ApiClient::connect(
+                    &format!("http://{}", self.cfg.grpc_addr),
+                    &self.api[0].http_base,
+                    &self.cfg.jwt_secret,
+                )
+                .await?,
+            );
+        }
+        Ok(v)
+    }
+
+    pub fn admin(&self) -> &ApiClient {
+        &self.api[0]
+    }
+
+    /// Creates `n` products and windows holding them (at most 50 listings per window), each
+    /// listing with threshold `min` and cap `max`, closing `close_in` from now.
+    pub async fn listings(
+        &self,
+        n: usize,
+        min: u32,
+        max: u32,
+        close_in: Duration,
+        pay_window: Duration,
+        tag: &str,
+    ) -> anyhow::Result<Vec<pb::SellWindow>> {
+        let api = self.admin();
+        let token = api.admin_token();
+        let mut products = Vec::new();
+        for i in 0..n {
+            let p = api
+                .admin()
+                .create_product(ApiClient::req(
+                    pb::CreateProductRequest {
+                        id: String::new(),
+                        name: format!("bench {tag} product {i}"),
+                        unit_price: Some(pb::Money {
+                            currency: "TWD".into(),
+                            amount_minor: 45000,
+                        }),
+                        work_steps: vec!["cut".into(), "assemble".into(), "pack".into()],
+                    },
+                    &token,
+                ))
+                .await?
+                .into_inner();
+            products.push(p);
+        }
+        let close_at = sellwindow_starter::convert::now_ms().0 + close_in.as_millis() as i64;
+        let mut windows = Vec::new();
+        for (w, chunk) in products.chunks(50).enumerate() {
+            let window = api
+                .admin()
+                .create_sell_window(ApiClient::req(
+                    pb::CreateSellWindowRequest {
+                        name: format!("bench {tag} window {w}"),
+                        close_at: Some(sellwindow_starter::convert::ts(close_at)),
+                        listings: chunk
+                            .iter()
+                            .map(|p| pb::ListingInput {
+                                product_id: p.id.clone(),
+                                min_qty: min,
+                                max_qty: max,
+                                payment_window: Some(prost_types::Duration {
+                                    seconds: pay_window.as_secs() as i64,
+                                    nanos: 0,
+                                }),
+                                per_customer_limit: 0,
+                                min_paid_policy: 0,
+                            })
+                            .collect(),
+                        request_id: format!("bench-{tag}-{w}"),
+                    },
+                    &token,
+                ))
+                .await?
+                .into_inner();
+            windows.push(window);
+        }
+        Ok(windows)
+    }
+
+    /// The API's Prometheus counters (`name value` lines).
+    pub async fn api_metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut m = std::collections::BTreeMap::new();
+        let Ok(r) = reqwest::get(format!("{}/metrics", self.admin().http_base)).await else {
+            return m;
+        };
+        let Ok(text) = r.text().await else { return m };
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            if let Some((k, v)) = line.rsplit_once(' ')
+                && let Ok(v) = v.trim().parse::<f64>()
+            {
+                m.insert(k.trim().to_string(), v);
+            }
+        }
+        m
+    }
+
+    /// Stops the API, the worker and the Temporal server, and drops the scratch database.
+    pub async fn stop(mut self) {
+        if let (Some(app), Some(rt)) = (self.app.take(), self.api_rt.as_ref()) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), rt.spawn(app.shutdown())).await;
+        }
+        if let Some(rt) = self.api_rt.take() {
+            rt.shutdown_background();
+        }
+        if let Some(tx) = self.worker_stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(w) = self.worker.take() {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(20),
+                tokio::task::spawn_blocking(move || w.join()),
+            )
+            .await;
+        }
+        let _ = self.temporal.kill().await;
+        self.store.pool().close().await;
+        match &self.db {
+            AppDb::Postgres { admin_url, name } => baseline::drop_database(admin_url, name).await,
+            AppDb::Sqlite { dir } => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
+/// Waits until the Temporal server answers namespace calls, not just connections.
+async fn wait_temporal_ready(
+    client: &temporalio_client::Client,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        let h = client.get_workflow_handle::<sellwindow_workflows::SellWindowWorkflow>("probe");
+        let probe =
+            tokio::time::timeout(Duration::from_secs(5), h.describe(Default::default())).await;
+        if let Ok(Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_))) = probe {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("the Temporal server did not come up within {timeout:?}")
+}
