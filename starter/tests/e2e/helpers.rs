@@ -51,10 +51,6 @@ pub struct TemporalServer {
 }
 
 impl TemporalServer {
-    pub async fn start() -> Self {
-        Self::start_on(free_port(), None).await
-    }
-
     /// Starts on `port`, persisting to `db_file` when given (so it can be restarted on it).
     pub async fn start_on(port: u16, db_file: Option<PathBuf>) -> Self {
         let mut cmd = Command::new(temporal_bin());
@@ -179,77 +175,7 @@ mod tempdir {
 }
 
 pub async fn spawn_app() -> TestApp {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    let dir = tempdir::TempDir::new();
-    let server = TemporalServer::start().await;
-    let (grpc_port, http_port) = (free_port(), free_port());
-    let cfg = Config {
-        env: Env::Development,
-        database_url: test_database(&dir.0).await,
-        temporal_address: server.address.clone(),
-        temporal_namespace: "default".into(),
-        task_queue: format!("sellwindow-test-{grpc_port}"),
-        grpc_addr: format!("127.0.0.1:{grpc_port}").parse().unwrap(),
-        http_addr: format!("127.0.0.1:{http_port}").parse().unwrap(),
-        public_base_url: format!("http://127.0.0.1:{http_port}"),
-        payment_callback_url: format!("http://127.0.0.1:{http_port}/payments/callback"),
-        jwt_secret: "test-jwt-secret".into(),
-        callback_secret: "test-callback-secret".into(),
-        notify_webhook_url: None,
-        sandbox_in_production: false,
-    };
-    let store = Store::connect(&cfg.database_url).await.expect("database");
-    let client = sellwindow_worker::connect_temporal(&cfg)
-        .await
-        .expect("temporal");
-    // Wait until the server answers namespace calls, not just connections.
-    for _ in 0..100 {
-        let h = client.get_workflow_handle::<sellwindow_workflows::SellWindowWorkflow>("probe");
-        match h.describe(Default::default()).await {
-            Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_)) => break,
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker_cfg = cfg.clone();
-    // The SDK's worker future is not Send: it gets a thread and a runtime of its own.
-    let worker = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(sellwindow_worker::run(worker_cfg, async {
-            let _ = stop_rx.await;
-        }))
-        .expect("worker");
-    });
-    let app = Application::build(cfg.clone(), store.clone(), client.clone())
-        .await
-        .expect("api");
-    let api = ApiClient::connect(
-        &format!("http://{}", app.grpc_addr),
-        &format!("http://{}", app.http_addr),
-        &cfg.jwt_secret,
-    )
-    .await
-    .expect("api client");
-    TestApp {
-        api,
-        store,
-        cfg,
-        temporal: client,
-        app: Some(app),
-        worker_stop: Some(stop_tx),
-        worker: Some(worker),
-        _server: server,
-        _dir: dir,
-    }
+    spawn_app_with(AppOptions::default()).await
 }
 
 impl TestApp {
