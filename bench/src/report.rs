@@ -219,9 +219,10 @@ pub fn print_finalize(f: &FinalizeResult) {
     println!("  CPU pay (cores): {}", cpu_line(&f.cpu_cores_pay));
     println!("  CPU close (cores): {}", cpu_line(&f.cpu_cores_close));
     println!(
-        "  history: {} events in {} run(s) · oversold: {}",
+        "  history: {} events in {} run(s) {:?} · oversold: {}",
         f.check.history_events,
         f.check.runs,
+        f.check.run_events,
         if f.check.oversold { "YES" } else { "none" }
     );
 }

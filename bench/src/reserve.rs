@@ -32,12 +32,14 @@ pub struct ListingCheck {
     /// History events summed over every run of the listing's workflow.
     pub history_events: u64,
     pub runs: u32,
+    /// Events of each run (Temporal warns at 10,240 and terminates a run at 51,200).
+    pub run_events: Vec<u64>,
     pub oversold: bool,
     pub consistent: bool,
 }
 
 /// Events in every run of `workflow_id` (continue-as-new makes several), and how many runs.
-pub async fn history_events(stack: &Stack, workflow_id: &str) -> anyhow::Result<(u64, u32)> {
+pub async fn history_events(stack: &Stack, workflow_id: &str) -> anyhow::Result<(u64, Vec<u64>)> {
     let client = &stack.client;
     let mut run_ids: Vec<String> = Vec::new();
     // The current run, by describing the workflow id.
@@ -55,7 +57,7 @@ pub async fn history_events(stack: &Stack, workflow_id: &str) -> anyhow::Result<
             run_ids.push(r.run_id().to_string());
         }
     }
-    let mut events = 0u64;
+    let mut events = Vec::new();
     for run in &run_ids {
         let info = WorkflowExecutionInfo::builder()
             .namespace(stack.cfg.temporal_namespace.clone())
@@ -64,9 +66,9 @@ pub async fn history_events(stack: &Stack, workflow_id: &str) -> anyhow::Result<
             .build();
         let h: WorkflowHandle<temporalio_client::Client, SellWindowWorkflow> =
             WorkflowHandle::new(client.clone(), info);
-        events += h.describe(Default::default()).await?.history_length() as u64;
+        events.push(h.describe(Default::default()).await?.history_length() as u64);
     }
-    Ok((events, run_ids.len() as u32))
+    Ok((events.iter().sum(), events))
 }
 
 /// What Temporal says about a listing's workflow when something looks stuck: its status,
@@ -127,7 +129,13 @@ pub async fn check_listing(stack: &Stack, t: &Target) -> anyhow::Result<ListingC
     .ok()
     .and_then(Result::ok)
     .map(|f| f.sold_qty);
-    let (history_events, runs) = history_events(stack, &t.workflow_id).await?;
+    let (history_events, run_events) = history_events(stack, &t.workflow_id).await?;
+    if let Some(big) = run_events.iter().max().filter(|n| **n > 10_240) {
+        println!(
+            "  warning: a run of {} has {big} history events (Temporal warns past 10,240 and terminates a run at 51,200)",
+            t.workflow_id
+        );
+    }
     Ok(ListingCheck {
         workflow_id: t.workflow_id.clone(),
         sold,
@@ -136,7 +144,8 @@ pub async fn check_listing(stack: &Stack, t: &Target) -> anyhow::Result<ListingC
         orders_in_db: orders_in_db as u64,
         workflow_sold,
         history_events,
-        runs,
+        runs: run_events.len() as u32,
+        run_events,
         oversold: sold > cap || held > cap,
         consistent: sold == held && workflow_sold.is_none_or(|w| w == sold),
     })
