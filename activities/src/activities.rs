@@ -270,6 +270,36 @@ impl SellWindowActivities {
         self.finalize_listing_tx(&w).await.map_err(fail)
     }
 
+    /// Stores one part of a hand-over (a local activity: its input stays out of history).
+    #[activity]
+    pub async fn save_handover_part(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        p: HandoverPart,
+    ) -> Result<(), ActivityError> {
+        self.store.save_handover_part(&p).await.map_err(fail)
+    }
+
+    /// Reads one part of a hand-over back in the next run.
+    #[activity]
+    pub async fn load_handover_part(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        r: HandoverPartRef,
+    ) -> Result<String, ActivityError> {
+        self.store.load_handover_part(&r).await.map_err(fail)
+    }
+
+    /// Deletes a listing's hand-over parts once its new run holds them.
+    #[activity]
+    pub async fn drop_handover(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        listing: ListingKey,
+    ) -> Result<(), ActivityError> {
+        self.store.drop_handover(&listing).await.map_err(fail)
+    }
+
     #[activity]
     pub async fn complete_step(
         self: Arc<Self>,

@@ -131,3 +131,21 @@ pub struct StepWrite {
     pub shipments: Option<Vec<(OrderId, CustomerId, Qty)>>,
     pub at: UnixMillis,
 }
+
+/// One part of a listing's orders handed over to its next run through the store (a state too
+/// large to travel as the continue-as-new input).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandoverPart {
+    pub listing: ListingKey,
+    /// The run that hands over (its run id): parts of different hand-overs never mix.
+    pub token: String,
+    pub part: u32,
+    pub data: String,
+    pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandoverPartRef {
+    pub token: String,
+    pub part: u32,
+}

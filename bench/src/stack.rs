@@ -128,6 +128,7 @@ impl Stack {
             callback_secret: "bench-callback-secret".into(),
             notify_webhook_url: None,
             sandbox_in_production: false,
+            handover_inline_max: None,
         };
         let store = Store::connect(&cfg.database_url)
             .await

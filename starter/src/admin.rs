@@ -3,16 +3,14 @@
 
 use crate::app::State;
 use crate::convert::{self, now_ms, text};
-use crate::error::{ApiError, from_update};
+use crate::error::ApiError;
 use crate::pb::{self, admin_service_server::AdminService};
+use crate::updates::update_listing;
 use sellwindow_activities::queries::NewListing;
 use sellwindow_domain::*;
-use sellwindow_workflows::SellWindowWorkflow;
+use sellwindow_workflows::{ListingStart, SellWindowWorkflow};
 use std::sync::Arc;
-use temporalio_client::{
-    WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowQueryOptions,
-    WorkflowStartOptions,
-};
+use temporalio_client::{WorkflowIdConflictPolicy, WorkflowQueryOptions, WorkflowStartOptions};
 use tonic::{Request, Response, Status};
 
 pub struct Admin(pub Arc<State>);
@@ -82,9 +80,13 @@ impl State {
                 spec.sell_window_name, spec.sell_window_id, spec.product_name, spec.product_id, spec.min_qty, spec.max_qty, spec.close_at.0
             ))
             .build();
+        let start = ListingStart {
+            inline_max: self.cfg.handover_inline_max,
+            ..spec.into()
+        };
         match self
             .client
-            .start_workflow(SellWindowWorkflow::run, spec.into(), opts)
+            .start_workflow(SellWindowWorkflow::run, start, opts)
             .await
         {
             Ok(_) | Err(temporalio_client::errors::WorkflowStartError::AlreadyStarted { .. }) => {
@@ -301,18 +303,13 @@ impl AdminService for Admin {
         let sw = id_or_invalid(SellWindowId::parse(r.sell_window_id))?;
         let p = id_or_invalid(ProductId::parse(r.product_id))?;
         self.0.require_listing(&sw, &p).await?;
-        let handle = self
-            .0
-            .client
-            .get_workflow_handle::<SellWindowWorkflow>(listing_workflow_id(&sw, &p));
-        let out = handle
-            .execute_update(
-                SellWindowWorkflow::confirm,
-                (),
-                WorkflowExecuteUpdateOptions::default(),
-            )
-            .await
-            .map_err(from_update)?;
+        let out = update_listing(
+            &self.0.client,
+            &listing_workflow_id(&sw, &p),
+            || SellWindowWorkflow::confirm,
+            (),
+        )
+        .await?;
         Ok(Response::new(pb::ConfirmBatchResponse {
             batch_id: out.batch_id.to_string(),
             status: BatchStatus::Confirmed.to_string(),
@@ -335,18 +332,13 @@ impl AdminService for Admin {
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("sell window {sw} not found")))?;
         for l in &window.listings {
-            let handle = self
-                .0
-                .client
-                .get_workflow_handle::<SellWindowWorkflow>(&l.workflow_id);
-            handle
-                .execute_update(
-                    SellWindowWorkflow::cancel_window,
-                    (),
-                    WorkflowExecuteUpdateOptions::default(),
-                )
-                .await
-                .map_err(from_update)?;
+            update_listing(
+                &self.0.client,
+                &l.workflow_id,
+                || SellWindowWorkflow::cancel_window,
+                (),
+            )
+            .await?;
         }
         Ok(Response::new(self.0.sell_window_pb(&sw, true).await?))
     }
@@ -414,21 +406,13 @@ impl AdminService for Admin {
                 ApiError::NotFound(format!("step {step} is not part of work order {wo}")).into(),
             );
         }
-        let handle = self
-            .0
-            .client
-            .get_workflow_handle::<SellWindowWorkflow>(listing_workflow_id(
-                &row.sell_window_id,
-                &row.product_id,
-            ));
-        let out = handle
-            .execute_update(
-                SellWindowWorkflow::complete_step,
-                step,
-                WorkflowExecuteUpdateOptions::default(),
-            )
-            .await
-            .map_err(from_update)?;
+        let out = update_listing(
+            &self.0.client,
+            &listing_workflow_id(&row.sell_window_id, &row.product_id),
+            || SellWindowWorkflow::complete_step,
+            step,
+        )
+        .await?;
         let row = self
             .0
             .store

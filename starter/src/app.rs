@@ -5,6 +5,7 @@ use crate::admin::Admin;
 use crate::auth::Auth;
 use crate::coalescer::Coalescer;
 use crate::customer::Customer;
+use crate::idempotency::AnswerBook;
 use crate::metrics::Metrics;
 use crate::pb;
 use sellwindow_activities::Store;
@@ -22,6 +23,7 @@ pub struct State {
     pub client: Client,
     pub auth: Auth,
     pub coalescer: Coalescer,
+    pub answers: AnswerBook,
     pub metrics: Arc<Metrics>,
     pub http: reqwest::Client,
     /// close_at of listings seen so far: a listing's existence and close time never change,
@@ -47,6 +49,7 @@ impl Application {
         let state = Arc::new(State {
             auth: Auth::new(&cfg.jwt_secret),
             coalescer: Coalescer::new(client.clone(), metrics.clone()),
+            answers: AnswerBook::new(store.clone()),
             metrics,
             listing_close: Default::default(),
             http: reqwest::Client::builder()

@@ -1,31 +1,32 @@
 //! Coalesces concurrent reservations for one listing into few workflow updates. A Temporal
 //! workflow takes only ~10 updates in flight, and per-reservation updates collapse past that
-//! (DESIGN.md, "Limits measured here"), so each listing gets a lane: at most `max_in_flight`
-//! reserve updates at once, and every reservation that arrives meanwhile joins the next update's
-//! batch. Each reservation still gets its own answer. A transient failure retries the same
-//! batch: order ids are derived from idempotency keys, so a retry cannot double-book.
+//! (DESIGN.md, "Limits measured here"), so each listing gets a lane ([`Grouped`]): at most
+//! [`MAX_IN_FLIGHT`] reserve updates at once, and every reservation that arrives meanwhile
+//! joins the next update's batch. Each reservation still gets its own answer. A transient
+//! failure retries the same batch: order ids are derived from idempotency keys, so a retry
+//! cannot double-book.
 
 use crate::error::ApiError;
+use crate::grouped::Grouped;
 use crate::metrics::Metrics;
+use crate::updates::{HAND_OVER_POLL, retry_hand_over};
 use sellwindow_domain::{ReserveBatch, ReserveItem, ReserveOutcome};
 use sellwindow_workflows::SellWindowWorkflow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use temporalio_client::{Client, WorkflowExecuteUpdateOptions};
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
-struct Pending {
-    item: ReserveItem,
-    reply: oneshot::Sender<Result<ReserveOutcome, ApiError>>,
-}
+/// Reserve updates in flight per listing, and reservations per update at most.
+const MAX_IN_FLIGHT: usize = 8;
+const MAX_BATCH: usize = 512;
+
+type Lane = Arc<Grouped<ReserveItem, ReserveOutcome>>;
 
 pub struct Coalescer {
     client: Client,
     metrics: Arc<Metrics>,
-    lanes: Mutex<HashMap<String, mpsc::UnboundedSender<Pending>>>,
-    max_in_flight: usize,
-    max_batch: usize,
+    lanes: Mutex<HashMap<String, Lane>>,
 }
 
 impl Coalescer {
@@ -34,8 +35,6 @@ impl Coalescer {
             client,
             metrics,
             lanes: Mutex::new(HashMap::new()),
-            max_in_flight: 8,
-            max_batch: 512,
         }
     }
 
@@ -45,98 +44,38 @@ impl Coalescer {
         workflow_id: &str,
         item: ReserveItem,
     ) -> Result<ReserveOutcome, ApiError> {
-        let (tx, rx) = oneshot::channel();
-        let mut pending = Pending { item, reply: tx };
-        for _ in 0..2 {
-            let lane = self.lane(workflow_id);
-            match lane.send(pending) {
-                Ok(()) => {
-                    return rx
-                        .await
-                        .map_err(|_| ApiError::Unavailable("reservation lane stopped".into()))?;
-                }
-                Err(mpsc::error::SendError(p)) => {
-                    // The lane ended: start a fresh one.
-                    self.lanes.lock().expect("lanes lock").remove(workflow_id);
-                    pending = p;
-                }
-            }
-        }
-        Err(ApiError::Unavailable("reservation lane unavailable".into()))
+        let lane = self.lane(workflow_id);
+        lane.call(item).await
     }
 
-    fn lane(&self, workflow_id: &str) -> mpsc::UnboundedSender<Pending> {
+    fn lane(&self, workflow_id: &str) -> Lane {
         let mut lanes = self.lanes.lock().expect("lanes lock");
-        if let Some(tx) = lanes.get(workflow_id) {
-            return tx.clone();
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        lanes.insert(workflow_id.to_string(), tx.clone());
-        tokio::spawn(run_lane(
-            self.client.clone(),
-            self.metrics.clone(),
-            workflow_id.to_string(),
-            rx,
-            self.max_in_flight,
-            self.max_batch,
-        ));
-        tx
-    }
-}
-
-async fn run_lane(
-    client: Client,
-    metrics: Arc<Metrics>,
-    workflow_id: String,
-    mut rx: mpsc::UnboundedReceiver<Pending>,
-    max_in_flight: usize,
-    max_batch: usize,
-) {
-    let slots = Arc::new(Semaphore::new(max_in_flight));
-    loop {
-        // Wait for a free slot first: whatever queues meanwhile rides in the next batch.
-        let permit = slots
+        lanes
+            .entry(workflow_id.to_string())
+            .or_insert_with(|| {
+                let (client, metrics, workflow_id) = (
+                    self.client.clone(),
+                    self.metrics.clone(),
+                    workflow_id.to_string(),
+                );
+                Arc::new(Grouped::spawn(MAX_BATCH, MAX_IN_FLIGHT, move |items| {
+                    let (client, metrics, workflow_id) =
+                        (client.clone(), metrics.clone(), workflow_id.clone());
+                    async move {
+                        send_batch(&client, &metrics, &workflow_id, items)
+                            .await
+                            .map_err(|e| match e {
+                                ApiError::Precondition(m) => ApiError::Precondition(m),
+                                // The listing's workflow has finished: its window is over.
+                                ApiError::NotFound(_) => {
+                                    ApiError::Precondition("the sell window is closed".into())
+                                }
+                                other => ApiError::Unavailable(other.to_string()),
+                            })
+                    }
+                }))
+            })
             .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closes");
-        let Some(first) = rx.recv().await else { break };
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-        let client = client.clone();
-        let metrics = metrics.clone();
-        let workflow_id = workflow_id.clone();
-        tokio::spawn(async move {
-            let items: Vec<ReserveItem> = batch.iter().map(|p| p.item.clone()).collect();
-            let result = send_batch(&client, &metrics, &workflow_id, items).await;
-            drop(permit);
-            match result {
-                Ok(outcomes) => {
-                    for (p, o) in batch.into_iter().zip(outcomes) {
-                        let _ = p.reply.send(Ok(o));
-                    }
-                }
-                Err(e) => {
-                    // Each waiting reservation gets the same kind of error.
-                    for p in batch {
-                        let err = match &e {
-                            ApiError::Precondition(m) => ApiError::Precondition(m.clone()),
-                            // The listing's workflow has finished: its window is over.
-                            ApiError::NotFound(_) => {
-                                ApiError::Precondition("the sell window is closed".into())
-                            }
-                            other => ApiError::Unavailable(other.to_string()),
-                        };
-                        let _ = p.reply.send(Err(err));
-                    }
-                }
-            }
-        });
     }
 }
 
@@ -151,8 +90,8 @@ async fn send_batch(
     let batch = ReserveBatch { items };
     let mut delay = Duration::from_millis(50);
     let mut attempt = 0;
+    let started = std::time::Instant::now();
     loop {
-        attempt += 1;
         Metrics::inc(&metrics.reserve_updates);
         let r = handle
             .execute_update(
@@ -171,6 +110,14 @@ async fn send_batch(
             }
             Err(e) => {
                 let err = crate::error::from_update(e);
+                // The listing is moving to its next run, which takes a moment: ask again soon
+                // (no backoff), so a hand-over costs its own length and no more.
+                if retry_hand_over(&err, started) {
+                    Metrics::inc(&metrics.reserve_update_retries);
+                    tokio::time::sleep(HAND_OVER_POLL).await;
+                    continue;
+                }
+                attempt += 1;
                 // A refusal by the validator is final; anything else may be transient
                 // (e.g. an update the worker did not process): retry the same batch.
                 if !matches!(err, ApiError::Unavailable(_)) || attempt >= 6 {

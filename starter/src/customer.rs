@@ -4,24 +4,17 @@
 use crate::app::State;
 use crate::convert::{self, now_ms};
 use crate::error::ApiError;
+use crate::idempotency::Answer;
 use crate::metrics::Metrics;
 use crate::pb::{self, customer_service_server::CustomerService};
+use crate::updates::update_listing;
 use sellwindow_activities::queries::SellWindowRow;
 use sellwindow_domain::*;
 use sellwindow_workflows::SellWindowWorkflow;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 pub struct Customer(pub Arc<State>);
-
-/// The first answer given under an idempotency key, stored as JSON.
-#[derive(Serialize, Deserialize)]
-enum StoredAnswer {
-    Order(Vec<u8>),
-    Exhausted(String),
-    Precondition(String),
-}
 
 impl State {
     /// The listing's window, or NOT_FOUND naming what is missing.
@@ -76,7 +69,7 @@ impl State {
             );
         }
         let request_hash = digest(&[sw.as_str(), p.as_str(), &qty.get().to_string()]);
-        if let Some((hash, answer)) = self.store.idempotent_answer(&customer, &key).await? {
+        if let Some((hash, answer)) = self.answers.first_answer(&customer, &key).await? {
             if hash != request_hash {
                 return Err(DomainError::invalid(
                     "idempotency_key",
@@ -84,7 +77,7 @@ impl State {
                 )
                 .into());
             }
-            return replay(&answer);
+            return answer.into_result();
         }
         if now_ms() >= self.listing_close_at(&sw, &p).await? {
             // The workflow refuses too; this spares a finished workflow the call.
@@ -104,34 +97,37 @@ impl State {
         {
             Ok(ReserveOutcome::Reserved(view)) => {
                 Metrics::inc(&self.metrics.reservations_accepted);
-                let order = convert::order_view(&view, &sw, &p, &self.cfg.public_base_url, at);
-                StoredAnswer::Order(prost::Message::encode_to_vec(&order))
+                Answer::Order(Box::new(convert::order_view(
+                    &view,
+                    &sw,
+                    &p,
+                    &self.cfg.public_base_url,
+                    at,
+                )))
             }
             Ok(ReserveOutcome::Refused { refusal, .. }) => {
                 Metrics::inc(&self.metrics.reservations_refused);
                 match refusal {
                     Refusal::NotEnoughQuota { available } => {
-                        StoredAnswer::Exhausted(format!("not enough quota: {available} units left"))
+                        Answer::Exhausted(format!("not enough quota: {available} units left"))
                     }
-                    Refusal::CustomerLimit { limit, held } => StoredAnswer::Exhausted(format!(
+                    Refusal::CustomerLimit { limit, held } => Answer::Exhausted(format!(
                         "over the per-customer limit of {limit} (you hold {held})"
                     )),
                     Refusal::WindowClosed { phase } => {
-                        StoredAnswer::Precondition(format!("the sell window is closed ({phase})"))
+                        Answer::Precondition(format!("the sell window is closed ({phase})"))
                     }
                     // Nothing was taken: no answer is stored, a retry may succeed.
                     Refusal::NotRecorded { reason } => return Err(ApiError::Unavailable(reason)),
                 }
             }
-            Err(ApiError::Precondition(m)) => StoredAnswer::Precondition(m),
+            Err(ApiError::Precondition(m)) => Answer::Precondition(m),
             Err(e) => return Err(e),
         };
-        let json = serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let first = self
-            .store
-            .save_idempotent_answer(&customer, &key, &request_hash, &json, at)
-            .await?;
-        replay(&first)
+        self.answers
+            .keep_first(&customer, &key, &request_hash, &answer)
+            .await?
+            .into_result()
     }
 }
 
@@ -157,24 +153,31 @@ impl State {
         }
         let sw = SellWindowId::parse(o.sell_window_id.clone())?;
         let p = ProductId::parse(o.product_id.clone())?;
-        let handle = self
-            .client
-            .get_workflow_handle::<SellWindowWorkflow>(listing_workflow_id(&sw, &p));
+        let workflow_id = listing_workflow_id(&sw, &p);
         let input = CustomerOrder {
             order_id: id.clone(),
             customer_id: customer,
         };
-        let opts = temporalio_client::WorkflowExecuteUpdateOptions::default();
         let done = if retry {
-            handle
-                .execute_update(SellWindowWorkflow::retry_payment, input, opts)
-                .await
+            update_listing(
+                &self.client,
+                &workflow_id,
+                || SellWindowWorkflow::retry_payment,
+                input,
+            )
+            .await
+            .map(|_| ())
         } else {
-            handle
-                .execute_update(SellWindowWorkflow::cancel_order, input, opts)
-                .await
+            update_listing(
+                &self.client,
+                &workflow_id,
+                || SellWindowWorkflow::cancel_order,
+                input,
+            )
+            .await
+            .map(|_| ())
         };
-        done.map_err(|e| match crate::error::from_update(e) {
+        done.map_err(|e| match e {
             // The listing's workflow has finished: nothing about the order can change now.
             ApiError::NotFound(m) if m.starts_with("no such listing") => {
                 ApiError::Precondition(format!("order {id} can no longer change"))
@@ -187,17 +190,6 @@ impl State {
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))?;
         Ok(convert::order(&o))
-    }
-}
-
-fn replay(answer: &str) -> Result<pb::Order, ApiError> {
-    match serde_json::from_str::<StoredAnswer>(answer)
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-    {
-        StoredAnswer::Order(bytes) => <pb::Order as prost::Message>::decode(bytes.as_slice())
-            .map_err(|e| ApiError::Internal(e.to_string())),
-        StoredAnswer::Exhausted(m) => Err(ApiError::Exhausted(m)),
-        StoredAnswer::Precondition(m) => Err(ApiError::Precondition(m)),
     }
 }
 

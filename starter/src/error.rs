@@ -4,7 +4,7 @@ use sellwindow_activities::StoreError;
 use sellwindow_domain::DomainError;
 use tonic::Status;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     Invalid(#[from] DomainError),

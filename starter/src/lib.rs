@@ -10,9 +10,12 @@ pub mod convert;
 pub mod customer;
 pub mod demo;
 pub mod error;
+pub mod grouped;
 pub mod http;
+pub mod idempotency;
 pub mod metrics;
 pub mod signature;
+pub mod updates;
 
 pub mod pb {
     tonic::include_proto!("sellwindow.v1");

@@ -27,6 +27,9 @@ pub struct Config {
     /// Serve the payment sandbox outside development too (demo deployments only: anyone who
     /// knows a payment id can mark it paid there).
     pub sandbox_in_production: bool,
+    /// The largest listing state (base64 characters) carried inline when a listing's workflow
+    /// continues as new; larger ones go through the database. None: the workflow's default.
+    pub handover_inline_max: Option<u32>,
 }
 
 impl Config {
@@ -129,6 +132,13 @@ impl Config {
                 get("PAYMENT_SANDBOX_IN_PRODUCTION").as_deref(),
                 Some("1" | "true")
             ),
+            handover_inline_max: match get("LISTING_HANDOVER_INLINE_MAX").filter(|v| !v.is_empty())
+            {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|e: std::num::ParseIntError| {
+                    ConfigError::Invalid("LISTING_HANDOVER_INLINE_MAX", e.to_string())
+                })?),
+            },
         })
     }
 }

@@ -139,6 +139,25 @@ impl Listing {
         }
     }
 
+    /// Everything but the orders (a large hand-over sends those through the store).
+    pub fn without_orders(&self) -> Listing {
+        Listing {
+            spec: self.spec.clone(),
+            phase: self.phase,
+            quota_status: self.quota_status,
+            sold_qty: self.sold_qty,
+            reserved_qty: self.reserved_qty,
+            paid_qty: self.paid_qty,
+            threshold_status: self.threshold_status,
+            batch_status: self.batch_status,
+            confirmed_at: self.confirmed_at,
+            final_paid_qty: self.final_paid_qty,
+            work_order_id: self.work_order_id.clone(),
+            steps: self.steps.clone(),
+            orders: BTreeMap::new(),
+        }
+    }
+
     pub fn figures(&self) -> ListingFigures {
         ListingFigures {
             sell_window_id: self.spec.sell_window_id.clone(),

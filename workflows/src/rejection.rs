@@ -21,6 +21,15 @@ impl RejectCode {
     }
 }
 
+/// What a validator answers while the listing moves to a new run (no gRPC code: the API
+/// retries, and the retry lands on the new run).
+pub const HANDING_OVER: &str = "the listing is moving to a new run; retry";
+
+/// Whether a failed update's message is the hand-over refusal.
+pub fn is_handing_over(msg: &str) -> bool {
+    msg.contains(HANDING_OVER)
+}
+
 pub fn reject(
     code: RejectCode,
     msg: impl std::fmt::Display,

@@ -26,6 +26,10 @@ pub const SEARCH_ATTRIBUTES: [&str; 3] = ["SellWindowId", "ProductId", "ListingP
 /// What a failed update handler answers with.
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Futures joined at once in workflow code. `join_all` polls up to 30 futures in place; past
+/// that it switches to `FuturesOrdered`, whose own wakers the SDK rejects as nondeterministic.
+const JOIN_GROUP: usize = 16;
+
 /// Orders per activity call when many change at once (confirm, close).
 const CHUNK: usize = 500;
 
@@ -43,6 +47,16 @@ pub struct SellWindowWorkflow {
     draining: bool,
     /// Normal activities running now (bounded by [`MAX_ACTIVITIES_IN_FLIGHT`]).
     activities_in_flight: u32,
+    /// Orders the previous run left in the store, until this run has read them back: handlers
+    /// wait (validators turn updates away) meanwhile.
+    loading: Option<StoredOrders>,
+    /// Updates and signals taken in so far: a hand-over whose snapshot this moved is redone.
+    seen: u64,
+    /// See [`ListingStart::inline_max`].
+    inline_max: Option<u32>,
+    /// Payment results held back: while this run hands over (they go to the next one), or,
+    /// in a new run, those the previous run handed over until they are applied.
+    deferred: Vec<PaymentResult>,
 }
 
 /// How a listing's workflow starts: fresh from its spec, or carrying a previous run's state
@@ -56,6 +70,54 @@ pub struct ListingStart {
     /// as plain JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carried: Option<String>,
+    /// Set when the orders were too many to carry: `carried` holds the listing without them,
+    /// and the orders wait in the store, packed the same way and cut into parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders_in_store: Option<StoredOrders>,
+    /// The largest state carried inline, if not [`INLINE_HANDOVER_MAX`] (deployment tuning;
+    /// tests set 0 to send every hand-over through the store). Passed on to every next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_max: Option<u32>,
+    /// Payment results that arrived while the previous run handed over: this run applies them
+    /// before any newer one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred_payments: Vec<PaymentResult>,
+}
+
+/// Where a hand-over left its orders.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredOrders {
+    pub token: String,
+    pub parts: u32,
+    /// How many orders the parts hold (checked on arrival).
+    pub orders: u32,
+}
+
+/// The largest state carried inline (base64 characters): below the SDK's 512 KiB payload
+/// warning and far below the server's 2 MB limit, whatever else the input holds.
+pub const INLINE_HANDOVER_MAX: usize = 400_000;
+/// Characters per stored hand-over part (each part is one activity's result).
+pub const HANDOVER_PART_CHARS: usize = 480_000;
+
+fn pack<T: serde::Serialize>(value: &T) -> String {
+    use std::io::Write;
+    let json = serde_json::to_vec(value).expect("the listing serializes");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&json).expect("writing to memory");
+    let packed = gz.finish().expect("writing to memory");
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, packed)
+}
+
+fn unpack<T: serde::de::DeserializeOwned>(packed: &str) -> Result<T, String> {
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, packed)
+        .map_err(|e| format!("carried state is not base64: {e}"))?;
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(bytes.as_slice()),
+        &mut json,
+    )
+    .map_err(|e| format!("carried state does not decompress: {e}"))?;
+    serde_json::from_slice(&json).map_err(|e| format!("carried state does not parse: {e}"))
 }
 
 impl From<ListingSpec> for ListingStart {
@@ -63,40 +125,84 @@ impl From<ListingSpec> for ListingStart {
         Self {
             spec,
             carried: None,
+            orders_in_store: None,
+            inline_max: None,
+            deferred_payments: Vec::new(),
         }
     }
 }
 
 impl ListingStart {
+    /// The whole listing, carried inline.
     pub fn carrying(listing: &Listing) -> Self {
-        use std::io::Write;
-        let json = serde_json::to_vec(listing).expect("the listing serializes");
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(&json).expect("writing to memory");
-        let packed = gz.finish().expect("writing to memory");
         Self {
             spec: listing.spec.clone(),
-            carried: Some(base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                packed,
-            )),
+            carried: Some(pack(listing)),
+            orders_in_store: None,
+            inline_max: None,
+            deferred_payments: Vec::new(),
         }
     }
 
-    /// The listing this run starts from.
-    pub fn into_listing(self) -> Result<Listing, String> {
-        let Some(packed) = self.carried else {
-            return Ok(Listing::new(self.spec));
+    /// A hand-over: inline while the state is small; otherwise the listing without its orders,
+    /// and the orders as parts for the store under `token`.
+    pub fn handing_over(
+        listing: &Listing,
+        token: &str,
+        inline_max: Option<u32>,
+    ) -> (Self, Vec<String>) {
+        let limit = inline_max.map_or(INLINE_HANDOVER_MAX, |m| m as usize);
+        let inline = Self {
+            inline_max,
+            ..Self::carrying(listing)
         };
-        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, packed)
-            .map_err(|e| format!("carried state is not base64: {e}"))?;
-        let mut json = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::GzDecoder::new(bytes.as_slice()),
-            &mut json,
-        )
-        .map_err(|e| format!("carried state does not decompress: {e}"))?;
-        serde_json::from_slice(&json).map_err(|e| format!("carried state does not parse: {e}"))
+        if inline.carried.as_ref().is_some_and(|c| c.len() <= limit) {
+            return (inline, Vec::new());
+        }
+        let orders = pack(&listing.orders);
+        let parts: Vec<String> = orders
+            .as_bytes()
+            .chunks(HANDOVER_PART_CHARS)
+            .map(|c| String::from_utf8(c.to_vec()).expect("base64 is ASCII"))
+            .collect();
+        let start = Self {
+            spec: listing.spec.clone(),
+            carried: Some(pack(&listing.without_orders())),
+            orders_in_store: Some(StoredOrders {
+                token: token.to_string(),
+                parts: parts.len() as u32,
+                orders: listing.orders.len() as u32,
+            }),
+            inline_max,
+            deferred_payments: Vec::new(),
+        };
+        (start, parts)
+    }
+
+    /// The listing this run starts from (without its orders when they are in the store).
+    pub fn into_listing(self) -> Result<Listing, String> {
+        match self.carried {
+            None => Ok(Listing::new(self.spec)),
+            Some(packed) => unpack(&packed),
+        }
+    }
+
+    /// Puts a listing's orders back together from their stored parts.
+    pub fn orders_from_parts(
+        stored: &StoredOrders,
+        parts: &[String],
+    ) -> Result<std::collections::BTreeMap<OrderId, crate::machine::OrderEntry>, String> {
+        let orders: std::collections::BTreeMap<OrderId, crate::machine::OrderEntry> =
+            unpack(&parts.concat())?;
+        if orders.len() != stored.orders as usize {
+            return Err(format!(
+                "hand-over {} holds {} orders, {} expected",
+                stored.token,
+                orders.len(),
+                stored.orders
+            ));
+        }
+        Ok(orders)
     }
 }
 
@@ -104,23 +210,106 @@ impl ListingStart {
 /// updates per run and its 10,240-event history warning.
 pub const CONTINUE_AS_NEW_AFTER: u32 = 1_000;
 
-/// What a validator answers while the run hands over (no gRPC code: callers retry).
-const HANDING_OVER: &str = "the listing is moving to a new run; retry";
+use crate::rejection::HANDING_OVER;
 
 impl SellWindowWorkflow {
     /// Counts a handler in: it keeps the run from completing or handing over under it.
     fn enter(&mut self) {
         self.busy += 1;
         self.messages_this_run += 1;
+        self.seen += 1;
     }
 
     fn handing_over(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        if self.draining {
+        if self.draining || self.loading.is_some() {
             Err(HANDING_OVER.into())
         } else {
             Ok(())
         }
     }
+}
+
+/// Waits for a quiet point and snapshots the listing for the next run. A large state goes
+/// to the store in parts first (local activities: their inputs stay out of history). Payment
+/// results arriving meanwhile are deferred to the next run; should anything else have changed
+/// the state during the saves (histories from before deferral), the snapshot is taken again.
+async fn hand_over(ctx: &mut WorkflowContext<SellWindowWorkflow>) -> WorkflowResult<ListingStart> {
+    let mut attempt = 0u32;
+    loop {
+        ctx.wait_condition(|s: &SellWindowWorkflow| s.busy == 0)
+            .await?;
+        let seen = ctx.state(|s| s.seen);
+        let token = format!("{}-{attempt}", ctx.run_id());
+        let (mut start, parts) =
+            ctx.state(|s| ListingStart::handing_over(&s.listing, &token, s.inline_max));
+        if parts.is_empty() {
+            start.deferred_payments = ctx.state(|s| s.deferred.clone());
+            return Ok(start);
+        }
+        let listing = key(ctx);
+        let at = now(ctx);
+        // Parts side by side: the listing turns updates away until the next run takes over.
+        let parts: Vec<(usize, String)> = parts.into_iter().enumerate().collect();
+        for group in parts.chunks(JOIN_GROUP) {
+            let saves = group.iter().map(|(part, data)| {
+                let opts = LocalActivityOptions::builder()
+                    .start_to_close_timeout(Duration::from_secs(10))
+                    .summary(format!("hand over orders, part {}", part + 1))
+                    .build();
+                let p = HandoverPart {
+                    listing: listing.clone(),
+                    token: token.clone(),
+                    part: *part as u32,
+                    data: data.clone(),
+                    at,
+                };
+                ctx.execute_local_activity(Acts::save_handover_part, p, opts)
+            });
+            for saved in futures::future::join_all(saves).await {
+                saved?;
+            }
+        }
+        if ctx.state(|s| s.seen == seen && s.busy == 0) {
+            start.deferred_payments = ctx.state(|s| s.deferred.clone());
+            return Ok(start);
+        }
+        attempt += 1;
+    }
+}
+
+/// Reads back the orders a previous run left in the store, then lets handlers in.
+async fn take_over_orders(
+    ctx: &mut WorkflowContext<SellWindowWorkflow>,
+    stored: StoredOrders,
+) -> WorkflowResult<()> {
+    let mut parts = Vec::with_capacity(stored.parts as usize);
+    let numbers: Vec<u32> = (0..stored.parts).collect();
+    for group in numbers.chunks(JOIN_GROUP) {
+        let loads = group.iter().map(|&part| {
+            let r = HandoverPartRef {
+                token: stored.token.clone(),
+                part,
+            };
+            ctx.execute_activity(
+                Acts::load_handover_part,
+                r,
+                act_opts(&format!("take over orders, part {}", part + 1)),
+            )
+        });
+        for loaded in futures::future::join_all(loads).await {
+            parts.push(loaded?);
+        }
+    }
+    let orders = ListingStart::orders_from_parts(&stored, &parts)
+        .expect("a hand-over this code wrote itself");
+    ctx.state_mut(|s| {
+        s.listing.orders = orders;
+        s.loading = None;
+    });
+    let listing = key(ctx);
+    ctx.execute_activity(Acts::drop_handover, listing, act_opts("drop the hand-over"))
+        .await?;
+    Ok(())
 }
 
 fn now(ctx: &WorkflowContext<SellWindowWorkflow>) -> UnixMillis {
@@ -171,6 +360,9 @@ macro_rules! persist {
 impl SellWindowWorkflow {
     #[init]
     pub fn new(_ctx: &WorkflowContextView, start: ListingStart) -> Self {
+        let loading = start.orders_in_store.clone();
+        let inline_max = start.inline_max;
+        let deferred = start.deferred_payments.clone();
         Self {
             listing: start
                 .into_listing()
@@ -180,11 +372,34 @@ impl SellWindowWorkflow {
             messages_this_run: 0,
             draining: false,
             activities_in_flight: 0,
+            loading,
+            seen: 0,
+            inline_max,
+            deferred,
         }
     }
 
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<ListingFigures> {
+        if let Some(stored) = ctx.state(|s| s.loading.clone()) {
+            take_over_orders(ctx, stored).await?;
+        }
+        let carried_over = ctx.state(|s| s.deferred.clone());
+        if !carried_over.is_empty() {
+            // In arrival order: each decision is taken as its future is first polled.
+            ctx.state_mut(|s| s.busy += 1);
+            for group in carried_over.chunks(JOIN_GROUP) {
+                let applied =
+                    futures::future::join_all(group.iter().map(|r| apply_payment(ctx, r))).await;
+                for e in applied.into_iter().filter_map(Result::err) {
+                    tracing::warn!(error = %anyhow_msg(e), "payment result not applied");
+                }
+            }
+            ctx.state_mut(|s| {
+                s.busy -= 1;
+                s.deferred.clear();
+            });
+        }
         publish(ctx);
         // Reservations and payments until close_at; unpaid orders expire at their deadlines.
         loop {
@@ -217,8 +432,7 @@ impl SellWindowWorkflow {
             if open && (long || ctx.continue_as_new_suggested()) {
                 // Hand over at a quiet point: turn new updates away, let running ones finish.
                 ctx.state_mut(|s| s.draining = true);
-                ctx.wait_condition(|s: &Self| s.busy == 0).await?;
-                let start = ctx.state(|s| ListingStart::carrying(&s.listing));
+                let start = hand_over(ctx).await?;
                 ctx.continue_as_new(start, temporalio_sdk::ContinueAsNewOptions::default())?;
             }
         }
@@ -433,7 +647,31 @@ impl SellWindowWorkflow {
     /// A verified provider callback for one of this listing's payments.
     #[signal]
     pub async fn payment_result(ctx: &mut WorkflowContext<Self>, r: PaymentResult) {
-        ctx.state_mut(|s| s.busy += 1);
+        // While the run hands over, results wait for the next run: the hand-over needs a
+        // quiet point, which a flood of callbacks would otherwise never leave.
+        if ctx.state(|s| s.draining) && ctx.patched("defer-payments-while-handing-over") {
+            ctx.state_mut(|s| s.deferred.push(r));
+            return;
+        }
+        // Callbacks grow history like updates do, so they count toward the next hand-over.
+        let counted = ctx.patched("count-payments-toward-hand-over");
+        ctx.state_mut(|s| {
+            s.busy += 1;
+            s.seen += 1;
+            if counted {
+                s.messages_this_run += 1;
+            }
+        });
+        // A new run reads its orders back, and applies what the previous run handed over,
+        // before it applies anything newer.
+        if ctx
+            .wait_condition(|s: &Self| s.loading.is_none() && s.deferred.is_empty())
+            .await
+            .is_err()
+        {
+            ctx.state_mut(|s| s.busy -= 1);
+            return;
+        }
         if let Err(e) = apply_payment(ctx, &r).await {
             tracing::warn!(error = %anyhow_msg(e), "payment result not applied");
         }

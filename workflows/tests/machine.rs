@@ -334,3 +334,63 @@ fn a_large_listing_hands_over_within_the_payload_limit_and_round_trips() {
     eprintln!("20,000 orders (with open payments) hand over in {size} bytes");
     assert_eq!(start.into_listing().unwrap(), l);
 }
+
+#[test]
+fn a_listing_too_large_to_carry_hands_over_through_the_store_in_parts() {
+    use sellwindow_workflows::ListingStart;
+    use sellwindow_workflows::sell_window::{HANDOVER_PART_CHARS, INLINE_HANDOVER_MAX};
+    // A small listing travels inline, as before.
+    let mut small = Listing::new(spec(1, 1_000, None, MinPaidPolicy::ProduceWhatWasPaid));
+    small.reserve(&reservations(0..100), UnixMillis(0));
+    let (start, parts) = ListingStart::handing_over(&small, "run-1-0", None);
+    assert!(parts.is_empty() && start.orders_in_store.is_none());
+    assert_eq!(start.into_listing().unwrap(), small);
+
+    // 120,000 orders with open payments are far past the server's 2 MB payload limit inline.
+    let mut l = Listing::new(spec(1, 1_000_000, None, MinPaidPolicy::ProduceWhatWasPaid));
+    l.reserve(&reservations(0..120_000), UnixMillis(0));
+    let moved = l.confirm(UnixMillis(1)).unwrap();
+    l.open_payments(&moved);
+    let (start, parts) = ListingStart::handing_over(&l, "run-2-0", Some(777));
+    let stored = start
+        .orders_in_store
+        .clone()
+        .expect("orders go to the store");
+    assert_eq!(
+        (stored.parts as usize, stored.orders),
+        (parts.len(), 120_000)
+    );
+    assert!(parts.len() > 1);
+    assert!(parts.iter().all(|p| p.len() <= HANDOVER_PART_CHARS));
+    let inline = serde_json::to_vec(&start).unwrap().len();
+    assert!(
+        inline < INLINE_HANDOVER_MAX,
+        "the inline part is {inline} bytes"
+    );
+    assert_eq!(
+        start.inline_max,
+        Some(777),
+        "the setting passes to the next run"
+    );
+    let mut back = start.into_listing().unwrap();
+    assert!(back.orders.is_empty());
+    back.orders = ListingStart::orders_from_parts(&stored, &parts).unwrap();
+    assert_eq!(back, l);
+    // A part lost or cut short is caught, never taken for a smaller listing.
+    assert!(ListingStart::orders_from_parts(&stored, &parts[1..]).is_err());
+    let fewer = sellwindow_workflows::sell_window::StoredOrders {
+        orders: 119_999,
+        ..stored
+    };
+    assert!(ListingStart::orders_from_parts(&fewer, &parts).is_err());
+}
+
+fn reservations(range: std::ops::Range<u32>) -> Vec<ReserveItem> {
+    range
+        .map(|n| ReserveItem {
+            order_id: OrderId::derive(&["order", &n.to_string()]),
+            customer_id: CustomerId::parse(format!("customer-{}", n % 5000)).unwrap(),
+            qty: Qty::new(1).unwrap(),
+        })
+        .collect()
+}

@@ -51,8 +51,35 @@ pub struct TemporalServer {
 }
 
 impl TemporalServer {
-    /// Starts on `port`, persisting to `db_file` when given (so it can be restarted on it).
-    pub async fn start_on(port: u16, db_file: Option<PathBuf>) -> Self {
+    /// Starts a fresh server on a free port, persisting to `db_file` when given. The dev server
+    /// picks more ports of its own, and a test beside this one may take one of them between
+    /// the pick and the bind: then the process exits, and it is started again on new ports.
+    pub async fn start(db_file: Option<PathBuf>) -> Self {
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start_on(free_port(), db_file.clone()).await {
+                return server;
+            }
+            if let Some(f) = &db_file {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        panic!("the Temporal dev server did not start in five attempts");
+    }
+
+    /// Starts again on the same port and database file (a restart after a crash).
+    pub async fn restart(port: u16, db_file: Option<PathBuf>) -> Self {
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start_on(port, db_file.clone()).await {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("the Temporal dev server did not restart on port {port} in five attempts");
+    }
+
+    /// Starts on `port` and waits until it listens there; `None` when the process exits
+    /// first (its stderr, inherited, says why).
+    async fn try_start_on(port: u16, db_file: Option<PathBuf>) -> Option<Self> {
         let mut cmd = Command::new(temporal_bin());
         cmd.args([
             "server",
@@ -88,13 +115,32 @@ impl TemporalServer {
         if let Some(f) = &db_file {
             cmd.arg("--db-filename").arg(f);
         }
-        let child = cmd.spawn().expect("start temporal dev server");
-        Self {
+        let mut child = cmd.spawn().expect("start temporal dev server");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                eprintln!("the Temporal dev server on port {port} exited at start: {status}");
+                return None;
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.kill().await;
+                eprintln!("the Temporal dev server did not listen on port {port} within 60 s");
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some(Self {
             child,
             address: format!("http://127.0.0.1:{port}"),
             port,
             db_file,
-        }
+        })
     }
 }
 
@@ -402,6 +448,8 @@ pub struct AppOptions {
     /// Temporal persists to a SQLite file in the test's folder, so `restart_temporal` finds its
     /// workflows and timers again.
     pub temporal_on_disk: bool,
+    /// `Config::handover_inline_max` (Some(0): every continue-as-new goes through the store).
+    pub handover_inline_max: Option<u32>,
 }
 
 /// `spawn_app` with options.
@@ -413,11 +461,8 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         .with_test_writer()
         .try_init();
     let dir = tempdir::TempDir::new();
-    let server = TemporalServer::start_on(
-        free_port(),
-        opts.temporal_on_disk.then(|| dir.0.join("temporal.db")),
-    )
-    .await;
+    let server =
+        TemporalServer::start(opts.temporal_on_disk.then(|| dir.0.join("temporal.db"))).await;
     let (grpc_port, http_port) = (free_port(), free_port());
     let cfg = Config {
         env: Env::Development,
@@ -433,12 +478,32 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         callback_secret: "test-callback-secret".into(),
         notify_webhook_url: None,
         sandbox_in_production: false,
+        handover_inline_max: opts.handover_inline_max,
     };
     let store = Store::connect(&cfg.database_url).await.expect("database");
     let client = sellwindow_worker::connect_temporal(&cfg)
         .await
         .expect("temporal");
     wait_temporal_ready(&client, Duration::from_secs(30)).await;
+    // Free ports are picked before they are bound, so another test may take one first: then
+    // pick again (before the worker starts, so it shares the API's final addresses).
+    let mut cfg = cfg;
+    let mut attempts = 0;
+    let app = loop {
+        match Application::build(cfg.clone(), store.clone(), client.clone()).await {
+            Ok(app) => break app,
+            Err(e) if attempts < 5 && e.to_string().contains("Address already in use") => {
+                attempts += 1;
+                let (grpc_port, http_port) = (free_port(), free_port());
+                cfg.grpc_addr = format!("127.0.0.1:{grpc_port}").parse().unwrap();
+                cfg.http_addr = format!("127.0.0.1:{http_port}").parse().unwrap();
+                cfg.public_base_url = format!("http://127.0.0.1:{http_port}");
+                cfg.payment_callback_url =
+                    format!("http://127.0.0.1:{http_port}/payments/callback");
+            }
+            Err(e) => panic!("api: {e:?}"),
+        }
+    };
     let (worker_stop, worker) = if opts.no_in_process_worker {
         (None, None)
     } else {
@@ -457,9 +522,6 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         });
         (Some(stop_tx), Some(worker))
     };
-    let app = Application::build(cfg.clone(), store.clone(), client.clone())
-        .await
-        .expect("api");
     let api = ApiClient::connect(
         &format!("http://{}", app.grpc_addr),
         &format!("http://{}", app.http_addr),
@@ -676,7 +738,7 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         self._server =
-            TemporalServer::start_on(self._server.port, self._server.db_file.clone()).await;
+            TemporalServer::restart(self._server.port, self._server.db_file.clone()).await;
         wait_temporal_ready(&self.temporal, Duration::from_secs(60)).await;
     }
 

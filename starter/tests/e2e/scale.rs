@@ -2,7 +2,7 @@
 //! orders. Nothing may be refused, the workflow must have continued as new, and every figure
 //! and the event log must stay exact.
 
-use crate::helpers::spawn_app;
+use crate::helpers::{AppOptions, spawn_app, spawn_app_with};
 use sellwindow_domain::{ProductId, SellWindowId};
 use sellwindow_starter::demo::ApiClient;
 use sellwindow_starter::pb;
@@ -11,7 +11,13 @@ use temporalio_common::protos::temporal::api::history::v1::history_event::Attrib
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hot_listing_continues_as_new_past_the_update_cap_and_keeps_every_figure_exact() {
-    let app = spawn_app().await;
+    // Every hand-over goes through the store here (a real one does past ~400 KB of state, some
+    // 15,000 orders), so the path a very large listing takes is the one under test.
+    let app = spawn_app_with(AppOptions {
+        handover_inline_max: Some(0),
+        ..AppOptions::default()
+    })
+    .await;
     let product = app.product(100).await;
     let w = app
         .window(&product, 10, 20_000, Duration::from_secs(900), 3600)
@@ -98,5 +104,163 @@ async fn a_hot_listing_continues_as_new_past_the_update_cap_and_keeps_every_figu
         _ => false,
     };
     assert!(continued, "the listing never continued as new");
+    let took_over = events.iter().any(|e| {
+        matches!(&e.attributes, Some(Attributes::ActivityTaskScheduledEventAttributes(a))
+            if a.activity_type.as_ref().is_some_and(|t| t.name.contains("load_handover_part")))
+    });
+    assert!(
+        took_over,
+        "the current run did not read its orders from the store"
+    );
+    // The parts are dropped once the next run holds them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM handover_parts")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} hand-over parts left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.stop().await;
+}
+
+/// A flood of payment callbacks on one listing. Callbacks grow history like updates, so they
+/// count toward the hand-over; results that arrive while the run hands over are carried to
+/// the next run. The run must still continue as new, and each result must be applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_payment_callbacks_still_hands_over_and_applies_each_result_once() {
+    let app = spawn_app().await;
+    let product = app.product(100).await;
+    let w = app
+        .window(&product, 1, 5_000, Duration::from_secs(900), 3600)
+        .await;
+    let n: usize = 1_200;
+    let mut tasks = Vec::new();
+    for c in 0..100 {
+        let (api, sw, p) = (app.api.clone(), w.id.clone(), product.id.clone());
+        tasks.push(tokio::spawn(async move {
+            for k in 0..n / 100 {
+                api.customer()
+                    .reserve_order(ApiClient::req(
+                        pb::ReserveOrderRequest {
+                            sell_window_id: sw.clone(),
+                            product_id: p.clone(),
+                            qty: 1,
+                            idempotency_key: format!("k-{k}"),
+                        },
+                        &api.customer_token(&format!("payer-{c}")),
+                    ))
+                    .await
+                    .unwrap_or_else(|e| panic!("reservation {c}/{k} refused: {e:?}"));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    app.confirm(&w).await.unwrap();
+    let payments = |status: &'static str| {
+        let (pool, sw) = (app.store.pool().clone(), w.id.clone());
+        async move {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT id, order_id FROM payments WHERE sell_window_id = $1 AND status = $2",
+            )
+            .bind(sw)
+            .bind(status)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let open = loop {
+        let open = payments("INIT").await;
+        if open.len() == n {
+            break open;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {n} payments opened",
+            open.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // 16 senders at once, every callback answered 200.
+    let open = std::sync::Arc::new(open);
+    let mut senders = Vec::new();
+    for s in 0..16 {
+        let (app_http, secret, open) = (
+            app.api.http_base.clone(),
+            app.cfg.callback_secret.clone(),
+            open.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for (payment, order) in open.iter().skip(s).step_by(16) {
+                let now = sellwindow_starter::convert::now_ms().0 / 1000;
+                let body = serde_json::to_vec(&serde_json::json!({
+                    "event_id": format!("evt-{payment}"), "payment_id": payment, "order_id": order,
+                    "outcome": "succeeded", "error": null, "occurred_at": now
+                }))
+                .unwrap();
+                let status = http
+                    .post(format!("{app_http}/payments/callback"))
+                    .header(
+                        "x-signature",
+                        sellwindow_starter::signature::sign(&secret, now, &body),
+                    )
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert_eq!(status.as_u16(), 200, "callback for {payment}");
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let live = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
+        let paid = payments("SUCCEEDED").await.len();
+        if live.paid_qty as usize == n && paid == n {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "paid: workflow {} · payments {paid} of {n}",
+            live.paid_qty
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let events = app.event_counts(&w).await;
+    assert_eq!(events.get("order.paid").copied(), Some(n));
+    assert_eq!(events.get("payment.succeeded").copied(), Some(n));
+    // Fewer than 200 messages came before the callbacks: only they can have moved the run.
+    let handle = app
+        .temporal
+        .get_workflow_handle::<sellwindow_workflows::SellWindowWorkflow>(
+            &w.listings[0].workflow_id,
+        );
+    let history = handle
+        .fetch_history(Default::default())
+        .into_events()
+        .await
+        .unwrap();
+    assert!(
+        matches!(history.first().and_then(|e| e.attributes.as_ref()),
+            Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) if !a.continued_execution_run_id.is_empty()),
+        "the listing never continued as new during the flood"
+    );
     app.stop().await;
 }

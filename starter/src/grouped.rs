@@ -1,0 +1,123 @@
+//! Group commit for small per-request statements. Concurrent callers queue their requests;
+//! a runner takes everything queued (up to `max_group`) and serves the group with one call,
+//! with at most `in_flight` groups running. Under load a request's statement becomes a row of
+//! a multi-row statement instead of a commit of its own; alone, it runs at once.
+
+use crate::error::ApiError;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+type Reply<R> = oneshot::Sender<Result<R, ApiError>>;
+
+pub struct Grouped<Q, R> {
+    tx: mpsc::UnboundedSender<(Q, Reply<R>)>,
+}
+
+impl<Q: Send + 'static, R: Send + 'static> Grouped<Q, R> {
+    /// Starts the runner on the current Tokio runtime. `serve` answers a group in order, one
+    /// answer per request; an error is given to every request of the group.
+    pub fn spawn<F, Fut>(max_group: usize, in_flight: usize, serve: F) -> Self
+    where
+        F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<R>, ApiError>> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Q, Reply<R>)>();
+        let serve = Arc::new(serve);
+        tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(in_flight));
+            loop {
+                let permit = slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closes");
+                let Some(first) = rx.recv().await else { break };
+                let mut group = vec![first];
+                while group.len() < max_group {
+                    match rx.try_recv() {
+                        Ok(r) => group.push(r),
+                        Err(_) => break,
+                    }
+                }
+                let serve = serve.clone();
+                tokio::spawn(async move {
+                    let (requests, replies): (Vec<Q>, Vec<Reply<R>>) = group.into_iter().unzip();
+                    let expected = requests.len();
+                    let answers = serve(requests).await;
+                    drop(permit);
+                    match answers {
+                        Ok(answers) if answers.len() == expected => {
+                            for (reply, a) in replies.into_iter().zip(answers) {
+                                let _ = reply.send(Ok(a));
+                            }
+                        }
+                        Ok(answers) => {
+                            for reply in replies {
+                                let _ = reply.send(Err(ApiError::Internal(format!(
+                                    "a group of {expected} got {} answers",
+                                    answers.len()
+                                ))));
+                            }
+                        }
+                        Err(e) => {
+                            for reply in replies {
+                                let _ = reply.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { tx }
+    }
+
+    /// Queues one request and waits for its own answer.
+    pub async fn call(&self, request: Q) -> Result<R, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send((request, tx))
+            .map_err(|_| ApiError::Unavailable("request group runner stopped".into()))?;
+        rx.await
+            .map_err(|_| ApiError::Unavailable("request group runner stopped".into()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_requests_share_groups_and_each_gets_its_own_answer() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let g = Arc::new(Grouped::spawn(64, 1, move |qs: Vec<u32>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Ok(qs.into_iter().map(|q| q * 2).collect())
+            }
+        }));
+        let mut tasks = Vec::new();
+        for i in 0..200u32 {
+            let g = g.clone();
+            tasks.push(tokio::spawn(async move { (i, g.call(i).await.unwrap()) }));
+        }
+        for t in tasks {
+            let (i, doubled) = t.await.unwrap();
+            assert_eq!(doubled, i * 2);
+        }
+        let n = calls.load(Ordering::SeqCst);
+        assert!((4..200).contains(&n), "200 requests in {n} groups");
+    }
+
+    #[tokio::test]
+    async fn a_failed_group_fails_each_of_its_requests() {
+        let g = Grouped::spawn(8, 2, |_qs: Vec<u32>| async {
+            Err::<Vec<u32>, _>(ApiError::Unavailable("database down".into()))
+        });
+        let e = g.call(1).await.unwrap_err();
+        assert!(matches!(e, ApiError::Unavailable(m) if m == "database down"));
+    }
+}
