@@ -120,6 +120,12 @@ pub fn print_reserve_level(l: &ReserveLevel) {
         errors_text(&l.load.errors),
     );
     println!("        CPU (cores): {}", cpu_line(&l.cpu_cores));
+    for g in &l.hand_overs {
+        println!(
+            "        hand-over: reservations turned away {:.0} ms (drain and save {:.0}, to the new run {:.0}, take over {:.0})",
+            g.total_ms, g.drain_and_save_ms, g.transfer_ms, g.take_over_ms
+        );
+    }
     if let Some(db) = db_line(&l.db) {
         println!("        {db}");
     }

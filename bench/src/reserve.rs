@@ -71,6 +71,124 @@ pub async fn history_events(stack: &Stack, workflow_id: &str) -> anyhow::Result<
     Ok((events.iter().sum(), events))
 }
 
+/// One continue-as-new of a listing, timed from its runs' histories: how long updates were
+/// turned away between the last one the old run accepted and the first the new run accepted.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HandOverGap {
+    /// Last accepted update → the old run's continue-as-new (in-flight updates finish, the
+    /// state is packed and, when large, saved in parts).
+    pub drain_and_save_ms: f64,
+    /// Continue-as-new → the new run's first workflow task starts (server and worker).
+    pub transfer_ms: f64,
+    /// That first task → the first accepted update (orders read back, unpacked).
+    pub take_over_ms: f64,
+    pub total_ms: f64,
+}
+
+/// Times every hand-over of `workflow_id` (runs ordered by their start).
+pub async fn hand_over_gaps(stack: &Stack, workflow_id: &str) -> anyhow::Result<Vec<HandOverGap>> {
+    let mut runs = Vec::new();
+    let mut listed = stack
+        .client
+        .list_workflows(format!("WorkflowId = '{workflow_id}'"), Default::default());
+    while let Some(r) = listed.next().await {
+        let r = r?;
+        let info = WorkflowExecutionInfo::builder()
+            .namespace(stack.cfg.temporal_namespace.clone())
+            .workflow_id(workflow_id.to_string())
+            .run_id(r.run_id().to_string())
+            .build();
+        let h: WorkflowHandle<temporalio_client::Client, SellWindowWorkflow> =
+            WorkflowHandle::new(stack.client.clone(), info);
+        let json = h.fetch_history(Default::default()).to_json().await?;
+        let history: serde_json::Value = serde_json::from_slice(&json)?;
+        runs.push(RunTimes::of(&history));
+    }
+    runs.sort_by(|a, b| a.started.total_cmp(&b.started));
+    Ok(runs
+        .windows(2)
+        .filter_map(|w| {
+            let (old, new) = (&w[0], &w[1]);
+            let (last, can) = (old.last_accepted?, old.continued_as_new?);
+            let (first_task, first) = (new.first_task_started?, new.first_accepted?);
+            Some(HandOverGap {
+                drain_and_save_ms: (can - last) * 1e3,
+                transfer_ms: (first_task - can) * 1e3,
+                take_over_ms: (first - first_task) * 1e3,
+                total_ms: (first - last) * 1e3,
+            })
+        })
+        .collect())
+}
+
+/// The moments of one run that bound a hand-over (seconds since the epoch).
+struct RunTimes {
+    started: f64,
+    first_task_started: Option<f64>,
+    first_accepted: Option<f64>,
+    last_accepted: Option<f64>,
+    continued_as_new: Option<f64>,
+}
+
+impl RunTimes {
+    fn of(history: &serde_json::Value) -> Self {
+        let mut t = RunTimes {
+            started: f64::INFINITY,
+            first_task_started: None,
+            first_accepted: None,
+            last_accepted: None,
+            continued_as_new: None,
+        };
+        let events = history["events"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for e in events {
+            let Some(at) = e["event_time"].as_str().and_then(rfc3339_seconds) else {
+                continue;
+            };
+            let kind = e["attributes"]
+                .as_object()
+                .and_then(|a| a.keys().next())
+                .map_or("", String::as_str);
+            match kind {
+                "WorkflowExecutionStartedEventAttributes" => t.started = at,
+                "WorkflowTaskStartedEventAttributes" => {
+                    t.first_task_started.get_or_insert(at);
+                }
+                "WorkflowExecutionUpdateAcceptedEventAttributes" => {
+                    t.first_accepted.get_or_insert(at);
+                    t.last_accepted = Some(at);
+                }
+                "WorkflowExecutionContinuedAsNewEventAttributes" => t.continued_as_new = Some(at),
+                _ => {}
+            }
+        }
+        t
+    }
+}
+
+/// `2026-11-25T09:06:53.694636709Z` as seconds since the epoch (UTC only, as Temporal writes).
+fn rfc3339_seconds(s: &str) -> Option<f64> {
+    let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut hms = time.split(':');
+    let (h, min) = (
+        hms.next()?.parse::<f64>().ok()?,
+        hms.next()?.parse::<f64>().ok()?,
+    );
+    let sec = hms.next()?.parse::<f64>().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3_600.0 + min * 60.0 + sec)
+}
+
 /// What Temporal says about a listing's workflow when something looks stuck: its status,
 /// history, pending activities, the pending workflow task (a high attempt means it keeps
 /// failing) and the problems the server reports (`TemporalReportedProblems`).
@@ -182,6 +300,8 @@ pub struct ReserveLevel {
     pub cpu_cores: std::collections::BTreeMap<String, f64>,
     /// PostgreSQL's own counters over the level (warm-up and tail included).
     pub db: Option<PgWork>,
+    /// Each continue-as-new during the level: how long reservations were turned away.
+    pub hand_overs: Vec<HandOverGap>,
 }
 
 /// Runs one or more listings under load with the given figures, and checks them after.
@@ -276,6 +396,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         let check = checks.into_iter().next().unwrap_or_default();
         let updates = metric_delta(&m0, &m1, "sellwindow_reserve_updates_total");
         let retries = metric_delta(&m0, &m1, "sellwindow_reserve_update_retries_total");
+        let hand_overs = hand_over_gaps(stack, &check.workflow_id).await?;
         let level = ReserveLevel {
             customers: n,
             connections: clients.len(),
@@ -292,6 +413,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
             check,
             cpu_cores,
             db,
+            hand_overs,
         };
         report::print_reserve_level(&level);
         report.reserve.push(level);

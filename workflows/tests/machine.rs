@@ -338,7 +338,7 @@ fn a_large_listing_hands_over_within_the_payload_limit_and_round_trips() {
 #[test]
 fn a_listing_too_large_to_carry_hands_over_through_the_store_in_parts() {
     use sellwindow_workflows::ListingStart;
-    use sellwindow_workflows::sell_window::{HANDOVER_PART_CHARS, INLINE_HANDOVER_MAX};
+    use sellwindow_workflows::handover::{HANDOVER_PART_CHARS, INLINE_HANDOVER_MAX};
     // A small listing travels inline, as before.
     let mut small = Listing::new(spec(1, 1_000, None, MinPaidPolicy::ProduceWhatWasPaid));
     small.reserve(&reservations(0..100), UnixMillis(0));
@@ -378,11 +378,51 @@ fn a_listing_too_large_to_carry_hands_over_through_the_store_in_parts() {
     assert_eq!(back, l);
     // A part lost or cut short is caught, never taken for a smaller listing.
     assert!(ListingStart::orders_from_parts(&stored, &parts[1..]).is_err());
-    let fewer = sellwindow_workflows::sell_window::StoredOrders {
+    let fewer = sellwindow_workflows::handover::StoredOrders {
         orders: 119_999,
         ..stored
     };
     assert!(ListingStart::orders_from_parts(&fewer, &parts).is_err());
+}
+
+#[test]
+fn hand_overs_written_before_orders_were_packed_as_tuples_still_read_back() {
+    use sellwindow_workflows::ListingStart;
+    use sellwindow_workflows::handover::StoredOrders;
+    fn old_pack<T: serde::Serialize>(value: &T) -> String {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&serde_json::to_vec(value).unwrap()).unwrap();
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            gz.finish().unwrap(),
+        )
+    }
+    let mut l = Listing::new(spec(1, 10_000, None, MinPaidPolicy::ProduceWhatWasPaid));
+    l.reserve(&reservations(0..2_000), UnixMillis(0));
+    let moved = l.confirm(UnixMillis(1)).unwrap();
+    l.open_payments(&moved);
+    // Inline: the whole listing, orders as a map.
+    let mut old = serde_json::to_value(ListingStart::from(l.spec.clone())).unwrap();
+    old["carried"] = old_pack(&l).into();
+    let start: ListingStart = serde_json::from_value(old).unwrap();
+    assert_eq!(start.into_listing().unwrap(), l);
+    // Through the store: the orders map cut into parts.
+    let packed = old_pack(&l.orders);
+    let parts: Vec<String> = packed
+        .as_bytes()
+        .chunks(10_000)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    let stored = StoredOrders {
+        token: "old-0".into(),
+        parts: parts.len() as u32,
+        orders: 2_000,
+    };
+    assert_eq!(
+        ListingStart::orders_from_parts(&stored, &parts).unwrap(),
+        l.orders
+    );
 }
 
 fn reservations(range: std::ops::Range<u32>) -> Vec<ReserveItem> {
