@@ -13,12 +13,30 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
+/// A port nobody listens on, never handed out twice by this process. Ports come from below
+/// the kernel's ephemeral range (32768 and up), where the dev servers pick their own internal
+/// ports and client sockets get theirs: a port taken from that range and released again could
+/// be picked by a test beside this one before its server binds it (a dev server that loses such
+/// a race dies, while the harness may find someone else's listener on the port).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Start somewhere different in each run, so a port a crashed run left in use is skipped.
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN);
 }
 
 fn workspace_root() -> PathBuf {
@@ -479,6 +497,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         notify_webhook_url: None,
         sandbox_in_production: false,
         handover_inline_max: opts.handover_inline_max,
+        temporal_grpc_gzip: false,
     };
     let store = Store::connect(&cfg.database_url).await.expect("database");
     let client = sellwindow_worker::connect_temporal(&cfg)
