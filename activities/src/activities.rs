@@ -5,7 +5,8 @@
 
 use crate::inputs::*;
 use crate::notify::NotificationSink;
-use crate::store::{self, Notification, Recipient, Store, StoreError, Tx, i};
+use crate::queries::RESERVED_ANSWER;
+use crate::store::{self, Backend, JsonRows, Notification, Recipient, Store, StoreError, Tx, i};
 use sellwindow_domain::*;
 use serde_json::json;
 use sqlx::Row;
@@ -33,6 +34,7 @@ impl SellWindowActivities {
 /// One transaction's worth of changes to a listing, with the notifications it produced.
 struct Unit {
     tx: Tx<'static>,
+    backend: Backend,
     listing: ListingKey,
     at: UnixMillis,
     /// Events waiting to be appended in one statement (flushed before any other event).
@@ -48,6 +50,7 @@ impl Unit {
     ) -> Result<Self, StoreError> {
         Ok(Self {
             tx: store.begin().await?,
+            backend: store.backend(),
             listing: listing.clone(),
             at,
             queued: Vec::new(),
@@ -87,7 +90,7 @@ impl Unit {
         self.queue(key, name, order, payload);
         let last = self.queued.pop().expect("just queued");
         self.flush().await?;
-        Ok(store::emit_all(&mut self.tx, std::slice::from_ref(&last)).await? == 1)
+        Ok(store::emit_all(&mut self.tx, self.backend, std::slice::from_ref(&last)).await? == 1)
     }
 
     /// Queues a per-order event; queued events are appended together, in order.
@@ -104,7 +107,7 @@ impl Unit {
 
     async fn flush(&mut self) -> Result<(), StoreError> {
         if !self.queued.is_empty() {
-            store::emit_all(&mut self.tx, &self.queued).await?;
+            store::emit_all(&mut self.tx, self.backend, &self.queued).await?;
             self.queued.clear();
         }
         Ok(())
@@ -318,32 +321,47 @@ impl SellWindowActivities {
         let mut u = Unit::begin(&self.store, &w.listing, w.at).await?;
         let sw = w.listing.sell_window_id.as_str();
         let p = w.listing.product_id.as_str();
+        let j = JsonRows(u.backend);
+        let sql = format!(
+            "INSERT INTO orders (id, sell_window_id, product_id, customer_id, qty, currency, amount_minor, status, payment_due_at, created_at, updated_at) \
+             SELECT {}, $2, $3, {}, {}, {}, {}, {}, {}, CAST($4 AS BIGINT), CAST($4 AS BIGINT) {} \
+             ON CONFLICT (id) DO NOTHING RETURNING id, qty",
+            j.text("id"),
+            j.text("c"),
+            j.int("q"),
+            j.text("cur"),
+            j.int("amt"),
+            j.text("st"),
+            j.int("due"),
+            j.from(1),
+        );
+        let rows: Vec<serde_json::Value> = w
+            .orders
+            .iter()
+            .map(|o| {
+                json!({
+                    "id": o.order_id,
+                    "c": o.customer_id,
+                    "q": o.qty.get(),
+                    "cur": o.amount.currency,
+                    "amt": o.amount.amount_minor,
+                    "st": o.status.as_str(),
+                    "due": o.payment_due_at.map(|d| d.0),
+                })
+            })
+            .collect();
         let mut inserted: Vec<(String, u32)> = Vec::new();
-        for chunk in w.orders.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO orders (id, sell_window_id, product_id, customer_id, qty, currency, amount_minor, status, payment_due_at, created_at, updated_at) \
-                 VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id, qty",
-                store::placeholders(chunk.len(), 11)
-            );
-            let mut q = sqlx::query(&sql);
-            for o in chunk {
-                q = q
-                    .bind(o.order_id.as_str())
-                    .bind(sw)
-                    .bind(p)
-                    .bind(o.customer_id.as_str())
-                    .bind(i(o.qty.get()))
-                    .bind(o.amount.currency.as_str())
-                    .bind(o.amount.amount_minor)
-                    .bind(o.status.as_str())
-                    .bind(o.payment_due_at.map(|d| d.0))
-                    .bind(w.at.0)
-                    .bind(w.at.0);
-            }
-            for row in q.fetch_all(&mut *u.tx).await? {
-                inserted.push((row.try_get("id")?, store::u(&row, "qty")?));
-            }
+        for row in sqlx::query(&sql)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(sw)
+            .bind(p)
+            .bind(w.at.0)
+            .fetch_all(&mut *u.tx)
+            .await?
+        {
+            inserted.push((row.try_get("id")?, store::u(&row, "qty")?));
         }
+        save_order_answers(&mut u.tx, u.backend, &w.answers, w.at).await?;
         let taken: u32 = inserted.iter().map(|(_, q)| q).sum();
         if taken > 0 {
             let moved = sqlx::query(
@@ -1074,4 +1092,44 @@ impl SellWindowActivities {
         }
         u.commit(&self.store, &self.sink).await
     }
+}
+
+/// Records each new order as the first answer under its customer's idempotency key (a key
+/// that already has one keeps it). The API stores refusals itself.
+async fn save_order_answers(
+    tx: &mut Tx<'static>,
+    backend: Backend,
+    answers: &[OrderAnswer],
+    at: UnixMillis,
+) -> Result<(), StoreError> {
+    if answers.is_empty() {
+        return Ok(());
+    }
+    let j = JsonRows(backend);
+    let sql = format!(
+        "INSERT INTO idempotency_keys (customer_id, idempotency_key, request_hash, response, created_at) \
+         SELECT {}, {}, {}, {}, CAST($2 AS BIGINT) {} ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
+        j.text("c"),
+        j.text("k"),
+        j.text("h"),
+        j.text("r"),
+        j.from(1),
+    );
+    let rows: Vec<serde_json::Value> = answers
+        .iter()
+        .map(|a| {
+            json!({
+                "c": a.customer_id,
+                "k": a.key.idempotency_key,
+                "h": a.key.request_hash,
+                "r": format!("{RESERVED_ANSWER}{}", a.order_id),
+            })
+        })
+        .collect();
+    sqlx::query(&sql)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(at.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

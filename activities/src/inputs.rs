@@ -19,6 +19,17 @@ pub struct ReservationWrite {
     /// `(reserved_qty, threshold_qty)` when this batch reached the threshold.
     pub threshold_reached: Option<(u32, u32)>,
     pub at: UnixMillis,
+    /// The idempotency keys the new orders answer, stored in the same transaction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<OrderAnswer>,
+}
+
+/// A new order as the first answer under its customer's idempotency key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderAnswer {
+    pub customer_id: CustomerId,
+    pub key: AnswerKey,
+    pub order_id: OrderId,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,6 +8,10 @@ use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+/// How a stored first answer names the order it gave: `reserved:<order id>`. The order row
+/// is written in the same transaction, so a retry reads the order back.
+pub const RESERVED_ANSWER: &str = "reserved:";
+
 /// An idempotency key's first answer as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAnswerRow {
@@ -269,6 +273,7 @@ impl Store {
             .await?;
             store::emit(
                 &mut tx,
+                self.backend(),
                 &format!("sell_window.created:{id}:{p}"),
                 "sell_window.created",
                 Some(id),

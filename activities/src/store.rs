@@ -150,36 +150,87 @@ pub fn placeholders(rows: usize, cols: usize) -> String {
     sql
 }
 
+/// Rows of a multi-row statement, bound as ONE parameter holding a JSON array and read back
+/// in array order. The statement's text stays the same whatever the number of rows (prepared
+/// once, not once per batch size) and binds one value instead of rows × columns: on a hot
+/// listing one reservation write inserts hundreds of rows.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonRows(pub Backend);
+
+impl JsonRows {
+    /// A row's text field (JSON null is SQL NULL).
+    pub fn text(self, field: &str) -> String {
+        match self.0 {
+            Backend::Postgres => format!("r.v->>'{field}'"),
+            Backend::Sqlite => format!("json_extract(r.value, '$.{field}')"),
+        }
+    }
+
+    /// A row's integer field.
+    pub fn int(self, field: &str) -> String {
+        match self.0 {
+            Backend::Postgres => format!("CAST(r.v->>'{field}' AS BIGINT)"),
+            Backend::Sqlite => format!("CAST(json_extract(r.value, '$.{field}') AS INTEGER)"),
+        }
+    }
+
+    /// `FROM …` over the array bound as `$param`, in order. Ends with a WHERE clause, so an
+    /// `INSERT … SELECT` may follow it with `ON CONFLICT` (SQLite's parser needs one).
+    pub fn from(self, param: u32) -> String {
+        match self.0 {
+            Backend::Postgres => format!(
+                "FROM jsonb_array_elements(CAST(${param} AS jsonb)) WITH ORDINALITY AS r(v, n) WHERE true ORDER BY r.n"
+            ),
+            Backend::Sqlite => format!("FROM json_each(${param}) AS r WHERE true ORDER BY r.key"),
+        }
+    }
+}
+
 /// Appends events in order, skipping those whose key is there already. Returns how many
 /// were new: an activity that finds its first event present has already done its work.
-pub async fn emit_all(tx: &mut Tx<'_>, events: &[NewEvent]) -> StoreResult<u64> {
-    let mut added = 0;
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO events (event_key, name, sell_window_id, product_id, order_id, payload, occurred_at) VALUES {} \
-             ON CONFLICT (event_key) DO NOTHING",
-            placeholders(chunk.len(), 7)
-        );
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            q = q
-                .bind(e.key.as_str())
-                .bind(e.name.as_str())
-                .bind(e.sell_window.as_ref().map(|s| s.to_string()))
-                .bind(e.product.as_ref().map(|s| s.to_string()))
-                .bind(e.order.as_ref().map(|s| s.to_string()))
-                .bind(e.payload.to_string())
-                .bind(e.at.0);
-        }
-        added += q.execute(&mut **tx).await?.rows_affected();
+pub async fn emit_all(tx: &mut Tx<'_>, backend: Backend, events: &[NewEvent]) -> StoreResult<u64> {
+    if events.is_empty() {
+        return Ok(0);
     }
-    Ok(added)
+    let j = JsonRows(backend);
+    let sql = format!(
+        "INSERT INTO events (event_key, name, sell_window_id, product_id, order_id, payload, occurred_at) \
+         SELECT {}, {}, {}, {}, {}, {}, {} {} ON CONFLICT (event_key) DO NOTHING",
+        j.text("k"),
+        j.text("n"),
+        j.text("w"),
+        j.text("p"),
+        j.text("o"),
+        j.text("d"),
+        j.int("t"),
+        j.from(1)
+    );
+    let rows: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "k": e.key,
+                "n": e.name,
+                "w": e.sell_window,
+                "p": e.product,
+                "o": e.order,
+                "d": e.payload.to_string(),
+                "t": e.at.0,
+            })
+        })
+        .collect();
+    let done = sqlx::query(&sql)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// Appends one event unless its key is there already; returns whether it was new.
 #[allow(clippy::too_many_arguments)]
 pub async fn emit(
     tx: &mut Tx<'_>,
+    backend: Backend,
     key: &str,
     name: &str,
     sell_window: Option<&SellWindowId>,
@@ -197,7 +248,7 @@ pub async fn emit(
         payload: payload.clone(),
         at,
     };
-    Ok(emit_all(tx, std::slice::from_ref(&e)).await? == 1)
+    Ok(emit_all(tx, backend, std::slice::from_ref(&e)).await? == 1)
 }
 
 /// Who a notification is for.

@@ -31,6 +31,10 @@ use anyhow::Context;
 use args::Args;
 use report::Report;
 
+/// The same allocator as the `starter` and `worker` binaries: the API and the worker run in here.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args = match Args::parse(std::env::args().skip(1)) {
         Ok(a) => a,

@@ -120,6 +120,19 @@ pub fn print_reserve_level(l: &ReserveLevel) {
         errors_text(&l.load.errors),
     );
     println!("        CPU (cores): {}", cpu_line(&l.cpu_cores));
+    let t = &l.tasks;
+    println!(
+        "        workflow tasks: {} ({:.1} updates each) · waiting for the worker {:.1} ms · running {:.1} ms · to the next task {:.1} ms",
+        t.workflow_tasks, t.updates_per_task, t.mean_wait_ms, t.mean_run_ms, t.mean_gap_ms
+    );
+    if !l.api_stages.is_empty() {
+        let stages: Vec<String> = l
+            .api_stages
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.1}"))
+            .collect();
+        println!("        API mean ms: {}", stages.join(" · "));
+    }
     for g in &l.hand_overs {
         println!(
             "        hand-over: reservations turned away {:.0} ms (drain and save {:.0}, to the new run {:.0}, take over {:.0})",

@@ -85,8 +85,29 @@ pub struct HandOverGap {
     pub total_ms: f64,
 }
 
-/// Times every hand-over of `workflow_id` (runs ordered by their start).
-pub async fn hand_over_gaps(stack: &Stack, workflow_id: &str) -> anyhow::Result<Vec<HandOverGap>> {
+/// Where a listing's workflow tasks spend their time, over every run: the workflow is the
+/// single writer, so its tasks run one after another and their cycle bounds its throughput.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TaskProfile {
+    pub workflow_tasks: u64,
+    pub updates_accepted: u64,
+    /// Scheduled → started: the server hands the task to the worker.
+    pub mean_wait_ms: f64,
+    /// Started → completed: the worker runs handlers and local activities (the write).
+    pub mean_run_ms: f64,
+    /// Completed → the next task scheduled: the server records the task's commands.
+    pub mean_gap_ms: f64,
+    pub updates_per_task: f64,
+}
+
+/// The listing's history over every run: its hand-overs and its workflow-task profile.
+pub struct RunsAnalysis {
+    pub hand_overs: Vec<HandOverGap>,
+    pub tasks: TaskProfile,
+}
+
+/// Reads every run of `workflow_id` (ordered by their start) and times them.
+pub async fn analyse_runs(stack: &Stack, workflow_id: &str) -> anyhow::Result<RunsAnalysis> {
     let mut runs = Vec::new();
     let mut listed = stack
         .client
@@ -105,7 +126,7 @@ pub async fn hand_over_gaps(stack: &Stack, workflow_id: &str) -> anyhow::Result<
         runs.push(RunTimes::of(&history));
     }
     runs.sort_by(|a, b| a.started.total_cmp(&b.started));
-    Ok(runs
+    let hand_overs = runs
         .windows(2)
         .filter_map(|w| {
             let (old, new) = (&w[0], &w[1]);
@@ -118,27 +139,58 @@ pub async fn hand_over_gaps(stack: &Stack, workflow_id: &str) -> anyhow::Result<
                 total_ms: (first - last) * 1e3,
             })
         })
-        .collect())
+        .collect();
+    let (mut tasks, mut updates, mut wait, mut run, mut gap, mut gaps) = (0, 0, 0.0, 0.0, 0.0, 0);
+    for r in &runs {
+        tasks += r.tasks;
+        updates += r.updates;
+        wait += r.wait_s;
+        run += r.run_s;
+        gap += r.gap_s;
+        gaps += r.gaps;
+    }
+    let mean = |sum: f64, n: u64| if n == 0 { 0.0 } else { sum * 1e3 / n as f64 };
+    Ok(RunsAnalysis {
+        hand_overs,
+        tasks: TaskProfile {
+            workflow_tasks: tasks,
+            updates_accepted: updates,
+            mean_wait_ms: mean(wait, tasks),
+            mean_run_ms: mean(run, tasks),
+            mean_gap_ms: mean(gap, gaps),
+            updates_per_task: if tasks == 0 {
+                0.0
+            } else {
+                updates as f64 / tasks as f64
+            },
+        },
+    })
 }
 
-/// The moments of one run that bound a hand-over (seconds since the epoch).
+/// The moments of one run that bound a hand-over (seconds since the epoch), and its
+/// workflow tasks' times summed.
+#[derive(Default)]
 struct RunTimes {
     started: f64,
     first_task_started: Option<f64>,
     first_accepted: Option<f64>,
     last_accepted: Option<f64>,
     continued_as_new: Option<f64>,
+    tasks: u64,
+    updates: u64,
+    wait_s: f64,
+    run_s: f64,
+    gap_s: f64,
+    gaps: u64,
 }
 
 impl RunTimes {
     fn of(history: &serde_json::Value) -> Self {
         let mut t = RunTimes {
             started: f64::INFINITY,
-            first_task_started: None,
-            first_accepted: None,
-            last_accepted: None,
-            continued_as_new: None,
+            ..Default::default()
         };
+        let (mut scheduled, mut started, mut completed) = (None, None, None::<f64>);
         let events = history["events"]
             .as_array()
             .map(Vec::as_slice)
@@ -153,10 +205,29 @@ impl RunTimes {
                 .map_or("", String::as_str);
             match kind {
                 "WorkflowExecutionStartedEventAttributes" => t.started = at,
+                "WorkflowTaskScheduledEventAttributes" => {
+                    if let Some(c) = completed.take() {
+                        t.gap_s += at - c;
+                        t.gaps += 1;
+                    }
+                    scheduled = Some(at);
+                }
                 "WorkflowTaskStartedEventAttributes" => {
                     t.first_task_started.get_or_insert(at);
+                    if let Some(s) = scheduled.take() {
+                        t.wait_s += at - s;
+                    }
+                    started = Some(at);
+                }
+                "WorkflowTaskCompletedEventAttributes" => {
+                    if let Some(s) = started.take() {
+                        t.tasks += 1;
+                        t.run_s += at - s;
+                    }
+                    completed = Some(at);
                 }
                 "WorkflowExecutionUpdateAcceptedEventAttributes" => {
+                    t.updates += 1;
                     t.first_accepted.get_or_insert(at);
                     t.last_accepted = Some(at);
                 }
@@ -302,6 +373,10 @@ pub struct ReserveLevel {
     pub db: Option<PgWork>,
     /// Each continue-as-new during the level: how long reservations were turned away.
     pub hand_overs: Vec<HandOverGap>,
+    /// The listing's workflow tasks (the single writer's cycle).
+    pub tasks: TaskProfile,
+    /// Mean milliseconds of each step of a reservation in the API (`update` is per update).
+    pub api_stages: std::collections::BTreeMap<String, f64>,
 }
 
 /// Runs one or more listings under load with the given figures, and checks them after.
@@ -396,7 +471,8 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         let check = checks.into_iter().next().unwrap_or_default();
         let updates = metric_delta(&m0, &m1, "sellwindow_reserve_updates_total");
         let retries = metric_delta(&m0, &m1, "sellwindow_reserve_update_retries_total");
-        let hand_overs = hand_over_gaps(stack, &check.workflow_id).await?;
+        let runs = analyse_runs(stack, &check.workflow_id).await?;
+        let api_stages = stage_means(&m0, &m1);
         let level = ReserveLevel {
             customers: n,
             connections: clients.len(),
@@ -413,13 +489,39 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
             check,
             cpu_cores,
             db,
-            hand_overs,
+            hand_overs: runs.hand_overs,
+            tasks: runs.tasks,
+            api_stages,
         };
         report::print_reserve_level(&level);
         report.reserve.push(level);
     }
     report::print_reserve_table(report);
     Ok(())
+}
+
+/// The API's mean time per step over the level, from its `sellwindow_reserve_stage_seconds`.
+pub fn stage_means(
+    a: &std::collections::BTreeMap<String, f64>,
+    b: &std::collections::BTreeMap<String, f64>,
+) -> std::collections::BTreeMap<String, f64> {
+    let delta = |k: &str| b.get(k).copied().unwrap_or(0.0) - a.get(k).copied().unwrap_or(0.0);
+    let mut out = std::collections::BTreeMap::new();
+    for key in b.keys() {
+        let Some(stage) = key
+            .strip_prefix("sellwindow_reserve_stage_seconds_sum{stage=\"")
+            .and_then(|r| r.strip_suffix("\"}"))
+        else {
+            continue;
+        };
+        let n = delta(&format!(
+            "sellwindow_reserve_stage_seconds_count{{stage=\"{stage}\"}}"
+        ));
+        if n > 0.0 {
+            out.insert(stage.to_string(), delta(key) * 1e3 / n);
+        }
+    }
+    out
 }
 
 pub fn metric_delta(

@@ -129,6 +129,7 @@ impl Stack {
             notify_webhook_url: None,
             sandbox_in_production: false,
             handover_inline_max: None,
+            temporal_grpc_gzip: false,
         };
         let store = Store::connect(&cfg.database_url)
             .await

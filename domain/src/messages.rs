@@ -39,6 +39,17 @@ pub struct ReserveItem {
     pub order_id: OrderId,
     pub customer_id: CustomerId,
     pub qty: Qty,
+    /// The customer's idempotency key: the write that records the order also records it as
+    /// the key's first answer (absent in histories recorded before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_key: Option<AnswerKey>,
+}
+
+/// An idempotency key and the hash of the request first made under it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerKey {
+    pub idempotency_key: String,
+    pub request_hash: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

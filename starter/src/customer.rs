@@ -5,7 +5,7 @@ use crate::app::State;
 use crate::convert::{self, now_ms};
 use crate::error::ApiError;
 use crate::idempotency::Answer;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Stage};
 use crate::pb::{self, customer_service_server::CustomerService};
 use crate::updates::update_listing;
 use sellwindow_activities::queries::SellWindowRow;
@@ -69,7 +69,14 @@ impl State {
             );
         }
         let request_hash = digest(&[sw.as_str(), p.as_str(), &qty.get().to_string()]);
-        if let Some((hash, answer)) = self.answers.first_answer(&customer, &key).await? {
+        let first = self
+            .metrics
+            .timed(
+                Stage::AnswerLookup,
+                self.answers.first_answer(&customer, &key),
+            )
+            .await?;
+        if let Some((hash, answer)) = first {
             if hash != request_hash {
                 return Err(DomainError::invalid(
                     "idempotency_key",
@@ -88,22 +95,27 @@ impl State {
             order_id: order_id.clone(),
             customer_id: customer.clone(),
             qty,
+            answer_key: Some(AnswerKey {
+                idempotency_key: key.clone(),
+                request_hash: request_hash.clone(),
+            }),
         };
         let at = now_ms();
-        let answer = match self
-            .coalescer
-            .reserve(&listing_workflow_id(&sw, &p), item)
-            .await
-        {
+        let workflow_id = listing_workflow_id(&sw, &p);
+        let reserved = self
+            .metrics
+            .timed(Stage::Coalesced, self.coalescer.reserve(&workflow_id, item));
+        let answer = match reserved.await {
             Ok(ReserveOutcome::Reserved(view)) => {
+                // The write that recorded the order stored it as this key's first answer.
                 Metrics::inc(&self.metrics.reservations_accepted);
-                Answer::Order(Box::new(convert::order_view(
+                return Ok(convert::order_view(
                     &view,
                     &sw,
                     &p,
                     &self.cfg.public_base_url,
                     at,
-                )))
+                ));
             }
             Ok(ReserveOutcome::Refused { refusal, .. }) => {
                 Metrics::inc(&self.metrics.reservations_refused);
@@ -124,8 +136,11 @@ impl State {
             Err(ApiError::Precondition(m)) => Answer::Precondition(m),
             Err(e) => return Err(e),
         };
-        self.answers
-            .keep_first(&customer, &key, &request_hash, &answer)
+        let kept = self
+            .answers
+            .keep_first(&customer, &key, &request_hash, &answer);
+        self.metrics
+            .timed(Stage::AnswerSave, kept)
             .await?
             .into_result()
     }

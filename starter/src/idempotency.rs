@@ -1,15 +1,16 @@
 //! ReserveOrder's idempotency keys: the first answer given under a customer's key is stored
-//! and every retry gets it back. Lookups and writes of concurrent reservations are grouped
-//! into multi-row statements ([`Grouped`]), so a hot listing does not pay two database round
-//! trips and a commit per reservation.
+//! and every retry gets it back. A new order is recorded as its key's first answer by the
+//! transaction that writes the order (the reservation write, in the worker); refusals are
+//! stored here. Lookups and refusals of concurrent reservations are grouped into multi-row
+//! statements ([`Grouped`]), so a hot listing does not pay a round trip per reservation.
 
 use crate::error::ApiError;
 use crate::grouped::Grouped;
 use crate::pb;
 use base64::Engine;
 use sellwindow_activities::Store;
-use sellwindow_activities::queries::{NewStoredAnswer, StoredAnswerRow};
-use sellwindow_domain::CustomerId;
+use sellwindow_activities::queries::{NewStoredAnswer, RESERVED_ANSWER, StoredAnswerRow};
+use sellwindow_domain::{CustomerId, OrderId};
 
 /// A first answer: what a retry under the same key gets.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +83,7 @@ type Key = (CustomerId, String);
 
 /// Grouped reads and writes of first answers.
 pub struct AnswerBook {
+    store: Store,
     lookups: Grouped<Key, Option<StoredAnswerRow>>,
     saves: Grouped<NewStoredAnswer, StoredAnswerRow>,
 }
@@ -92,7 +94,7 @@ const GROUPS_IN_FLIGHT: usize = 4;
 
 impl AnswerBook {
     pub fn new(store: Store) -> Self {
-        let reader = store.clone();
+        let (reader, writer) = (store.clone(), store.clone());
         let lookups = Grouped::spawn(MAX_GROUP, GROUPS_IN_FLIGHT, move |keys: Vec<Key>| {
             let store = reader.clone();
             async move { Ok(store.idempotent_answers(&keys).await?) }
@@ -101,14 +103,18 @@ impl AnswerBook {
             MAX_GROUP,
             GROUPS_IN_FLIGHT,
             move |answers: Vec<NewStoredAnswer>| {
-                let store = store.clone();
+                let store = writer.clone();
                 async move {
                     let at = crate::convert::now_ms();
                     Ok(store.save_idempotent_answers(&answers, at).await?)
                 }
             },
         );
-        Self { lookups, saves }
+        Self {
+            store,
+            lookups,
+            saves,
+        }
     }
 
     /// The first answer under this key, with its request's hash, if there is one.
@@ -122,9 +128,23 @@ impl AnswerBook {
             .call((customer.clone(), key.to_string()))
             .await?
         {
-            Some(row) => Ok(Some((row.request_hash, Answer::decode(&row.response)?))),
+            Some(row) => {
+                let answer = match row.response.strip_prefix(RESERVED_ANSWER) {
+                    Some(order_id) => self.order(order_id).await?,
+                    None => Answer::decode(&row.response)?,
+                };
+                Ok(Some((row.request_hash, answer)))
+            }
             None => Ok(None),
         }
+    }
+
+    /// The order a stored answer names, as it stands now (with its pay link once opened).
+    async fn order(&self, id: &str) -> Result<Answer, ApiError> {
+        let missing = || ApiError::Internal(format!("stored answer names order {id}, not found"));
+        let id = OrderId::parse(id.to_string()).map_err(|_| missing())?;
+        let row = self.store.order(&id).await?.ok_or_else(missing)?;
+        Ok(Answer::Order(Box::new(crate::convert::order(&row))))
     }
 
     /// Stores this answer unless a first one exists; returns whichever is first.

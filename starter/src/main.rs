@@ -9,6 +9,11 @@
 use sellwindow_starter::{auth::Auth, demo};
 use sellwindow_worker::{Config, telemetry};
 
+/// mimalloc: the API and the worker allocate and free many small buffers per request (gRPC
+/// frames, JSON payloads); glibc's allocator showed up in their CPU profiles.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -11,11 +11,62 @@ pub struct Metrics {
     pub callbacks_accepted: AtomicU64,
     pub callbacks_rejected: AtomicU64,
     pub callbacks_duplicate: AtomicU64,
+    /// Where a reservation's time goes in this process, summed (see [`Stage`]).
+    pub stages: [StageTimer; Stage::ALL.len()],
+}
+
+/// The steps of a reservation in the API, timed so the bench can show where the time goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Stage {
+    /// Looking up the idempotency key's first answer.
+    AnswerLookup,
+    /// Waiting in the listing's lane for an update slot, then the update itself.
+    Coalesced,
+    /// One reserve update (a whole batch), as the API sees it.
+    Update,
+    /// Storing the first answer.
+    AnswerSave,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [
+        Stage::AnswerLookup,
+        Stage::Coalesced,
+        Stage::Update,
+        Stage::AnswerSave,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Stage::AnswerLookup => "answer_lookup",
+            Stage::Coalesced => "coalesced",
+            Stage::Update => "update",
+            Stage::AnswerSave => "answer_save",
+        }
+    }
+}
+
+/// A running sum of durations and how many there were (a Prometheus summary without quantiles).
+#[derive(Default)]
+pub struct StageTimer {
+    micros: AtomicU64,
+    count: AtomicU64,
 }
 
 impl Metrics {
     pub fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs `f` and adds its duration to `stage`.
+    pub async fn timed<T>(&self, stage: Stage, f: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let out = f.await;
+        let t = &self.stages[stage as usize];
+        t.micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        t.count.fetch_add(1, Ordering::Relaxed);
+        out
     }
 
     pub fn render(&self) -> String {
@@ -61,6 +112,19 @@ impl Metrics {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
                 c.load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str(
+            "# HELP sellwindow_reserve_stage_seconds Time reservations spent in each step of the API.\n\
+             # TYPE sellwindow_reserve_stage_seconds summary\n",
+        );
+        for stage in Stage::ALL {
+            let t = &self.stages[stage as usize];
+            out.push_str(&format!(
+                "sellwindow_reserve_stage_seconds_sum{{stage=\"{0}\"}} {1}\nsellwindow_reserve_stage_seconds_count{{stage=\"{0}\"}} {2}\n",
+                stage.name(),
+                t.micros.load(Ordering::Relaxed) as f64 / 1e6,
+                t.count.load(Ordering::Relaxed)
             ));
         }
         out

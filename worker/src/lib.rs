@@ -10,7 +10,7 @@ use sellwindow_activities::notify::{NotificationSink, WebhookSink, redeliver_pen
 use sellwindow_activities::{LogSink, SellWindowActivities, Store};
 use sellwindow_workflows::SellWindowWorkflow;
 use std::sync::Arc;
-use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, GrpcCompression};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 /// Connects a Temporal client, retrying for a while: the server may still be starting.
@@ -20,6 +20,11 @@ pub async fn connect_temporal(cfg: &Config) -> anyhow::Result<Client> {
     for _ in 0..60 {
         let opts = ConnectionOptions::new(url.clone())
             .identity(format!("sellwindow@{}", std::process::id()))
+            .grpc_compression(if cfg.temporal_grpc_gzip {
+                GrpcCompression::Gzip
+            } else {
+                GrpcCompression::None
+            })
             .build();
         match Connection::connect(opts).await {
             Ok(conn) => {

@@ -2,6 +2,11 @@
 
 use sellwindow_worker::{Config, telemetry};
 
+/// mimalloc: the API and the worker allocate and free many small buffers per request (gRPC
+/// frames, JSON payloads); glibc's allocator showed up in their CPU profiles.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();

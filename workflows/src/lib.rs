@@ -7,6 +7,7 @@ pub mod handover;
 pub mod machine;
 pub mod rejection;
 pub mod sell_window;
+pub mod writes;
 
 pub use handover::ListingStart;
 pub use sell_window::{CONTINUE_AS_NEW_AFTER, SEARCH_ATTRIBUTES, SellWindowWorkflow};

@@ -481,6 +481,11 @@ impl Listing {
 
     /// The earliest payment deadline still pending, if any.
     pub fn next_payment_deadline(&self) -> Option<UnixMillis> {
+        // Orders wait for payment only once the batch is confirmed; the run method asks this
+        // on every pass, so a listing still reserving must not walk all its orders each time.
+        if self.batch_status != BatchStatus::Confirmed {
+            return None;
+        }
         self.orders
             .values()
             .filter(|o| o.status == OrderStatus::PaymentRequested)

@@ -8,6 +8,7 @@
 use crate::handover::{ListingStart, StoredOrders};
 use crate::machine::{CancelRefusal, FinalOutcome, FinalizePlan, Listing, PaymentEffect};
 use crate::rejection::{RejectCode, reject};
+use crate::writes::{Ticket, WriteQueue};
 use sellwindow_activities::SellWindowActivities as Acts;
 use sellwindow_activities::inputs::*;
 use sellwindow_domain::*;
@@ -58,6 +59,8 @@ pub struct SellWindowWorkflow {
     /// Payment results held back: while this run hands over (they go to the next one), or,
     /// in a new run, those the previous run handed over until they are applied.
     deferred: Vec<PaymentResult>,
+    /// Reservations taken in state, waiting for the run method to write them.
+    writes: WriteQueue,
 }
 
 /// A run hands over to a new one after this many messages: well under the server's 2,000
@@ -129,6 +132,82 @@ async fn hand_over(ctx: &mut WorkflowContext<SellWindowWorkflow>) -> WorkflowRes
         }
         attempt += 1;
     }
+}
+
+/// Reservations are written by the run method, one local activity for all the handlers of a
+/// workflow task (see [`crate::writes`]); histories recorded before wrote one per handler.
+const MERGED_WRITES: &str = "merged-reservation-writes";
+
+fn write_opts() -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(10))
+        .schedule_to_close_timeout(Duration::from_secs(30))
+        .summary("record reservations".to_string())
+        .build()
+}
+
+/// The idempotency keys of the batch's new orders (the API sends one with each reservation).
+fn order_answers(batch: &ReserveBatch, accepted: &[NewOrder]) -> Vec<OrderAnswer> {
+    let new: std::collections::BTreeSet<&OrderId> = accepted.iter().map(|o| &o.order_id).collect();
+    batch
+        .items
+        .iter()
+        .filter(|i| new.contains(&i.order_id))
+        .filter_map(|i| {
+            Some(OrderAnswer {
+                customer_id: i.customer_id.clone(),
+                key: i.answer_key.clone()?,
+                order_id: i.order_id.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Waits for the run method to write a handler's queued reservations; `None` if cancelled.
+async fn written_by_run(
+    ctx: &WorkflowContext<SellWindowWorkflow>,
+    ticket: Ticket,
+) -> Option<Result<(), String>> {
+    ctx.wait_condition(move |s: &SellWindowWorkflow| s.writes.is_done(ticket))
+        .await
+        .ok()?;
+    ctx.state_mut(|s| s.writes.result(ticket))
+}
+
+/// Runs `until` while writing the reservations handlers queue, and returns only when nothing
+/// is left to write. The write is polled first: a handler's units are never left unwritten
+/// while the run moves on (to a hand-over or to finalize).
+async fn writing_reservations<T>(
+    ctx: &WorkflowContext<SellWindowWorkflow>,
+    until: impl std::future::Future<Output = T>,
+) -> T {
+    use futures::FutureExt;
+    let until = until.fuse();
+    futures::pin_mut!(until);
+    let out = loop {
+        temporalio_sdk::workflows::select! {
+            _ = ctx.wait_condition(|s: &SellWindowWorkflow| s.writes.has_pending()) => {
+                write_reservations(ctx).await;
+            }
+            out = until => break out,
+        }
+    };
+    while ctx.state(|s| s.writes.has_pending()) {
+        write_reservations(ctx).await;
+    }
+    out
+}
+
+/// One local activity (one transaction) for the reservations queued so far.
+async fn write_reservations(ctx: &WorkflowContext<SellWindowWorkflow>) {
+    let Some((tickets, write)) = ctx.state_mut(|s| s.writes.take()) else {
+        return;
+    };
+    let written = ctx
+        .execute_local_activity(Acts::record_reservations, write, write_opts())
+        .await
+        .map_err(|e| e.to_string());
+    ctx.state_mut(|s| s.writes.finish(&tickets, written));
 }
 
 /// Reads back the orders a previous run left in the store, then lets handlers in.
@@ -230,6 +309,7 @@ impl SellWindowWorkflow {
             seen: 0,
             inline_max,
             deferred,
+            writes: WriteQueue::default(),
         }
     }
 
@@ -275,12 +355,18 @@ impl SellWindowWorkflow {
             } else {
                 "payment deadline"
             };
-            temporalio_sdk::workflows::select! {
-                _ = ctx.timer(temporalio_sdk::TimerOptions::builder(sleep).summary(summary.to_string()).build()) => {}
-                // Confirm (or a late reservation) brought a deadline earlier than the timer.
-                _ = ctx.wait_condition(move |s: &Self| s.listing.phase.is_final() || s.listing.next_payment_deadline().is_some_and(|d| d < wake)) => {}
-                _ = ctx.wait_condition(|s: &Self| s.messages_this_run >= CONTINUE_AS_NEW_AFTER) => {}
-            }
+            let timer = temporalio_sdk::TimerOptions::builder(sleep)
+                .summary(summary.to_string())
+                .build();
+            writing_reservations(ctx, async {
+                temporalio_sdk::workflows::select! {
+                    _ = ctx.timer(timer) => {}
+                    // Confirm (or a late reservation) brought a deadline earlier than the timer.
+                    _ = ctx.wait_condition(move |s: &Self| s.listing.phase.is_final() || s.listing.next_payment_deadline().is_some_and(|d| d < wake)) => {}
+                    _ = ctx.wait_condition(|s: &Self| s.messages_this_run >= CONTINUE_AS_NEW_AFTER) => {}
+                }
+            })
+            .await;
             let open = ctx.state(|s| s.listing.phase.accepts_reservations());
             let long = ctx.state(|s| s.messages_this_run >= CONTINUE_AS_NEW_AFTER);
             if open && (long || ctx.continue_as_new_suggested()) {
@@ -371,15 +457,22 @@ impl SellWindowWorkflow {
                     .threshold_reached
                     .then_some((s.listing.reserved_qty, s.listing.spec.min_qty)),
                 at: t,
+                answers: order_answers(&batch, &plan.accepted),
             });
-            let opts = LocalActivityOptions::builder()
-                .start_to_close_timeout(Duration::from_secs(10))
-                .schedule_to_close_timeout(Duration::from_secs(30))
-                .summary("record reservations".to_string())
-                .build();
-            let written = ctx
-                .execute_local_activity(Acts::record_reservations, write, opts)
-                .await;
+            let written = if ctx.patched(MERGED_WRITES) {
+                let ticket = ctx.state_mut(|s| s.writes.push(write));
+                match written_by_run(ctx, ticket).await {
+                    Some(result) => result,
+                    None => {
+                        ctx.state_mut(|s| s.busy -= 1);
+                        return Err("the workflow was cancelled".into());
+                    }
+                }
+            } else {
+                ctx.execute_local_activity(Acts::record_reservations, write, write_opts())
+                    .await
+                    .map_err(|e| e.to_string())
+            };
             if let Err(e) = written {
                 // The write failed for good: give the units back before answering, and void
                 // whatever a last attempt may still have committed, so the rows agree.
@@ -395,7 +488,7 @@ impl SellWindowWorkflow {
                     })
                     .collect();
                 let reopen = plan.quota_closed;
-                ctx.state_mut(|s| s.listing.undo_reserve(&mut plan, &e.to_string()));
+                ctx.state_mut(|s| s.listing.undo_reserve(&mut plan, &e));
                 if ctx.patched("void-unrecorded-reservations") {
                     let voided = release(
                         ctx,

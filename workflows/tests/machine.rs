@@ -26,6 +26,7 @@ fn item(n: u32, customer: &str, qty: u32) -> ReserveItem {
         order_id: OrderId::parse(format!("o-{n}")).unwrap(),
         customer_id: CustomerId::parse(customer).unwrap(),
         qty: Qty::new(qty).unwrap(),
+        answer_key: None,
     }
 }
 
@@ -323,6 +324,7 @@ fn a_large_listing_hands_over_within_the_payload_limit_and_round_trips() {
             order_id: OrderId::derive(&["order", &n.to_string()]),
             customer_id: CustomerId::parse(format!("customer-{}", n % 5000)).unwrap(),
             qty: Qty::new(1 + n % 3).unwrap(),
+            answer_key: None,
         })
         .collect();
     l.reserve(&items, UnixMillis(0));
@@ -431,6 +433,7 @@ fn reservations(range: std::ops::Range<u32>) -> Vec<ReserveItem> {
             order_id: OrderId::derive(&["order", &n.to_string()]),
             customer_id: CustomerId::parse(format!("customer-{}", n % 5000)).unwrap(),
             qty: Qty::new(1).unwrap(),
+            answer_key: None,
         })
         .collect()
 }
