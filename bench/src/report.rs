@@ -105,7 +105,7 @@ pub fn print_baseline(b: &Baseline) {
 
 pub fn print_reserve_level(l: &ReserveLevel) {
     println!(
-        "  {:>4} customers: {:>7.0} reservations/s  p50 {:.1} / p95 {:.1} / p99 {:.1} ms  · {} orders, {} updates ({:.1} per update, {} retried) · history {} events in {} run(s) · errors {}",
+        "  {:>4} customers: {:>7.0} reservations/s  p50 {:.1} / p95 {:.1} / p99 {:.1} ms  · {} orders, {} updates ({:.1} per update, {} retried) · history {} events, {:.1} MB at most per run, in {} run(s) · errors {}",
         l.customers,
         l.load.reservations_per_sec,
         l.load.latency.p50_ms,
@@ -116,6 +116,7 @@ pub fn print_reserve_level(l: &ReserveLevel) {
         l.reservations_per_update,
         l.reserve_update_retries,
         l.check.history_events,
+        l.check.run_bytes.iter().max().copied().unwrap_or(0) as f64 / (1 << 20) as f64,
         l.check.runs,
         errors_text(&l.load.errors),
     );

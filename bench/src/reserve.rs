@@ -34,12 +34,18 @@ pub struct ListingCheck {
     pub runs: u32,
     /// Events of each run (Temporal warns at 10,240 and terminates a run at 51,200).
     pub run_events: Vec<u64>,
+    /// Bytes of each run's history (Temporal warns at 10 MB and terminates a run at 50 MB).
+    pub run_bytes: Vec<u64>,
     pub oversold: bool,
     pub consistent: bool,
 }
 
-/// Events in every run of `workflow_id` (continue-as-new makes several), and how many runs.
-pub async fn history_events(stack: &Stack, workflow_id: &str) -> anyhow::Result<(u64, Vec<u64>)> {
+/// Events in every run of `workflow_id` (continue-as-new makes several), and each run's
+/// events and bytes.
+pub async fn history_events(
+    stack: &Stack,
+    workflow_id: &str,
+) -> anyhow::Result<(u64, Vec<u64>, Vec<u64>)> {
     let client = &stack.client;
     let mut run_ids: Vec<String> = Vec::new();
     // The current run, by describing the workflow id.
@@ -57,7 +63,7 @@ pub async fn history_events(stack: &Stack, workflow_id: &str) -> anyhow::Result<
             run_ids.push(r.run_id().to_string());
         }
     }
-    let mut events = Vec::new();
+    let (mut events, mut bytes) = (Vec::new(), Vec::new());
     for run in &run_ids {
         let info = WorkflowExecutionInfo::builder()
             .namespace(stack.cfg.temporal_namespace.clone())
@@ -66,9 +72,16 @@ pub async fn history_events(stack: &Stack, workflow_id: &str) -> anyhow::Result<
             .build();
         let h: WorkflowHandle<temporalio_client::Client, SellWindowWorkflow> =
             WorkflowHandle::new(client.clone(), info);
-        events.push(h.describe(Default::default()).await?.history_length() as u64);
+        let d = h.describe(Default::default()).await?;
+        events.push(d.history_length() as u64);
+        bytes.push(
+            d.raw()
+                .workflow_execution_info
+                .as_ref()
+                .map_or(0, |i| i.history_size_bytes.max(0) as u64),
+        );
     }
-    Ok((events.iter().sum(), events))
+    Ok((events.iter().sum(), events, bytes))
 }
 
 /// One continue-as-new of a listing, timed from its runs' histories: how long updates were
@@ -318,11 +331,18 @@ pub async fn check_listing(stack: &Stack, t: &Target) -> anyhow::Result<ListingC
     .ok()
     .and_then(Result::ok)
     .map(|f| f.sold_qty);
-    let (history_events, run_events) = history_events(stack, &t.workflow_id).await?;
+    let (history_events, run_events, run_bytes) = history_events(stack, &t.workflow_id).await?;
     if let Some(big) = run_events.iter().max().filter(|n| **n > 10_240) {
         println!(
             "  warning: a run of {} has {big} history events (Temporal warns past 10,240 and terminates a run at 51,200)",
             t.workflow_id
+        );
+    }
+    if let Some(big) = run_bytes.iter().max().filter(|n| **n > 10 << 20) {
+        println!(
+            "  warning: a run of {} has {:.1} MB of history (Temporal warns past 10 MB and terminates a run at 50 MB)",
+            t.workflow_id,
+            *big as f64 / (1 << 20) as f64
         );
     }
     Ok(ListingCheck {
@@ -335,6 +355,7 @@ pub async fn check_listing(stack: &Stack, t: &Target) -> anyhow::Result<ListingC
         history_events,
         runs: run_events.len() as u32,
         run_events,
+        run_bytes,
         oversold: sold > cap || held > cap,
         consistent: sold == held && workflow_sold.is_none_or(|w| w == sold),
     })

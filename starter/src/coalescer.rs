@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::grouped::Grouped;
 use crate::metrics::{Metrics, Stage};
 use crate::updates::{HAND_OVER_POLL, retry_hand_over};
-use sellwindow_domain::{ReserveBatch, ReserveItem, ReserveOutcome};
+use sellwindow_domain::{Reservation, Reservations, ReserveItem, ReserveOutcome};
 use sellwindow_workflows::SellWindowWorkflow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -91,24 +91,37 @@ async fn send_batch(
 ) -> Result<Vec<ReserveOutcome>, ApiError> {
     let handle = client.get_workflow_handle::<SellWindowWorkflow>(workflow_id);
     let expected = items.len();
-    let batch = ReserveBatch { items };
+    let batch = Reservations {
+        items: items
+            .iter()
+            .map(Reservation::of)
+            .collect::<Option<_>>()
+            .ok_or_else(|| ApiError::Internal("a reservation without its key".into()))?,
+    };
     let mut delay = Duration::from_millis(50);
     let mut attempt = 0;
     let started = std::time::Instant::now();
     loop {
         Metrics::inc(&metrics.reserve_updates);
         let update = handle.execute_update(
-            SellWindowWorkflow::reserve,
+            SellWindowWorkflow::reserve_v2,
             batch.clone(),
             WorkflowExecuteUpdateOptions::default(),
         );
         let r = metrics.timed(Stage::Update, update).await;
         match r {
-            Ok(outcomes) if outcomes.len() == expected => return Ok(outcomes),
-            Ok(outcomes) => {
+            Ok(answers) if answers.replies.len() == expected => {
+                return Ok(answers
+                    .replies
+                    .into_iter()
+                    .zip(&items)
+                    .map(|(reply, item)| reply.outcome(item, &answers.unit_price))
+                    .collect());
+            }
+            Ok(answers) => {
                 return Err(ApiError::Internal(format!(
                     "workflow answered {} of {expected} reservations",
-                    outcomes.len()
+                    answers.replies.len()
                 )));
             }
             Err(e) => {

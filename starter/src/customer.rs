@@ -68,7 +68,7 @@ impl State {
                 DomainError::invalid("idempotency_key", "must be 1 to 128 characters").into(),
             );
         }
-        let request_hash = digest(&[sw.as_str(), p.as_str(), &qty.get().to_string()]);
+        let request_hash = reservation_hash(&sw, &p, qty);
         let first = self
             .metrics
             .timed(

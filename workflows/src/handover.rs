@@ -1,9 +1,10 @@
 //! What one run of a listing's workflow hands to the next (continue-as-new): the start input,
 //! and the packed forms of the listing and its orders. A small state travels inline; a large
-//! one leaves its orders in the store, cut into parts. Packing sits on the hand-over's
-//! critical path (reservations wait meanwhile), so the orders are packed once, as tuples.
+//! one leaves its orders in the store, cut into parts. The orders, the bulk of it, travel in
+//! the binary form of [`order_codec`]; the rest of the listing as gzip-compressed JSON.
 
 use crate::machine::{Listing, OrderEntry};
+use crate::order_codec;
 use sellwindow_domain::*;
 use std::collections::BTreeMap;
 
@@ -14,11 +15,12 @@ pub struct ListingStart {
     #[serde(flatten)]
     pub spec: ListingSpec,
     /// The previous run's state, gzip-compressed JSON in base64: a hand-over must stay well
-    /// under the server's 2 MB payload limit. Without its orders when `carried_orders` or
-    /// `orders_in_store` is set (starts written before those fields carry the whole listing).
+    /// under the server's 2 MB payload limit. Without its orders, which travel in
+    /// `carried_orders` or the store (starts written by the first releases carry the whole
+    /// listing here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carried: Option<String>,
-    /// The orders, packed as tuples (tens of bytes per order).
+    /// The orders in the binary form of [`order_codec`], in base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carried_orders: Option<String>,
     /// Set when the orders were too many to carry: they wait in the store, packed the same
@@ -52,29 +54,6 @@ pub const HANDOVER_PART_CHARS: usize = 480_000;
 
 pub type Orders = BTreeMap<OrderId, OrderEntry>;
 
-/// An order as a hand-over carries it: a tuple, so no field names are written per order.
-type CarriedOrder = (
-    OrderId,
-    CustomerId,
-    Qty,
-    OrderStatus,
-    Option<UnixMillis>,
-    Option<(u32, PaymentId)>,
-    u32,
-    Option<PaymentId>,
-);
-
-type CarriedOrderRef<'a> = (
-    &'a OrderId,
-    &'a CustomerId,
-    Qty,
-    OrderStatus,
-    Option<UnixMillis>,
-    &'a Option<(u32, PaymentId)>,
-    u32,
-    &'a Option<PaymentId>,
-);
-
 fn gzip_base64(json: &[u8]) -> String {
     use std::io::Write;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -105,49 +84,16 @@ fn unpack<T: serde::de::DeserializeOwned>(packed: &str) -> Result<T, String> {
 }
 
 fn pack_orders(orders: &Orders) -> String {
-    let tuples: Vec<CarriedOrderRef> = orders
-        .iter()
-        .map(|(id, o)| {
-            (
-                id,
-                &o.customer_id,
-                o.qty,
-                o.status,
-                o.payment_due_at,
-                &o.payment,
-                o.payment_failures,
-                &o.paid_by,
-            )
-        })
-        .collect();
-    pack(&tuples)
+    base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        order_codec::encode(orders),
+    )
 }
 
-/// Orders packed as tuples, or (hand-overs written before tuples) as a map.
 fn unpack_orders(packed: &str) -> Result<Orders, String> {
-    let json = gunzip_base64(packed)?;
-    let parse = |e| format!("carried orders do not parse: {e}");
-    if json.first() == Some(&b'{') {
-        return serde_json::from_slice(&json).map_err(parse);
-    }
-    let tuples: Vec<CarriedOrder> = serde_json::from_slice(&json).map_err(parse)?;
-    Ok(tuples
-        .into_iter()
-        .map(
-            |(id, customer_id, qty, status, payment_due_at, payment, payment_failures, paid_by)| {
-                let entry = OrderEntry {
-                    customer_id,
-                    qty,
-                    status,
-                    payment_due_at,
-                    payment,
-                    payment_failures,
-                    paid_by,
-                };
-                (id, entry)
-            },
-        )
-        .collect())
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, packed)
+        .map_err(|e| format!("carried orders are not base64: {e}"))?;
+    order_codec::decode(&bytes)
 }
 
 impl From<ListingSpec> for ListingStart {

@@ -5,6 +5,7 @@
 
 pub mod handover;
 pub mod machine;
+pub mod order_codec;
 pub mod rejection;
 pub mod sell_window;
 pub mod writes;

@@ -64,8 +64,14 @@ pub struct SellWindowWorkflow {
 }
 
 /// A run hands over to a new one after this many messages: well under the server's 2,000
-/// updates per run and its 10,240-event history warning.
+/// updates per run and its 10,240-event history warning. It also hands over when the server
+/// suggests it (history past its size or length threshold).
 pub const CONTINUE_AS_NEW_AFTER: u32 = 1_000;
+const WAKE_ON_SUGGESTION: &str = "hand-over-when-suggested";
+/// Messages a run takes before it follows the server's suggestion: a large listing's carried
+/// orders alone may pass the suggested size, and a run that handed over at once would only
+/// hand the same state on again.
+pub const MIN_RUN_MESSAGES: u32 = 100;
 
 use crate::rejection::HANDING_OVER;
 
@@ -83,6 +89,24 @@ impl SellWindowWorkflow {
         } else {
             Ok(())
         }
+    }
+
+    /// Whether a batch of `n` reservations may come in now (the reserve updates' validators).
+    fn takes_reservations(&self, n: usize) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.handing_over()?;
+        if n == 0 {
+            return Err(reject(
+                RejectCode::InvalidArgument,
+                "empty reservation batch",
+            ));
+        }
+        if !self.listing.phase.accepts_reservations() {
+            return Err(reject(
+                RejectCode::FailedPrecondition,
+                format!("the sell window is closed ({})", self.listing.phase),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -223,11 +247,13 @@ async fn take_over_orders(
                 token: stored.token.clone(),
                 part,
             };
-            ctx.execute_activity(
-                Acts::load_handover_part,
-                r,
-                act_opts(&format!("take over orders, part {}", part + 1)),
-            )
+            // Local: reservations wait until the orders are back, and a local activity skips
+            // the server's dispatch (its result lands in history either way).
+            let opts = LocalActivityOptions::builder()
+                .start_to_close_timeout(Duration::from_secs(10))
+                .summary(format!("take over orders, part {}", part + 1))
+                .build();
+            ctx.execute_local_activity(Acts::load_handover_part, r, opts)
         });
         for loaded in futures::future::join_all(loads).await {
             parts.push(loaded?);
@@ -358,18 +384,28 @@ impl SellWindowWorkflow {
             let timer = temporalio_sdk::TimerOptions::builder(sleep)
                 .summary(summary.to_string())
                 .build();
+            // Large batches grow history by bytes faster than by messages: the server's
+            // suggestion (history past a few MB) must end the wait too, long before its 50 MB
+            // limit. Runs recorded before looked at it only when something else woke them.
+            let suggestion_wakes = ctx.patched(WAKE_ON_SUGGESTION);
             writing_reservations(ctx, async {
                 temporalio_sdk::workflows::select! {
                     _ = ctx.timer(timer) => {}
                     // Confirm (or a late reservation) brought a deadline earlier than the timer.
                     _ = ctx.wait_condition(move |s: &Self| s.listing.phase.is_final() || s.listing.next_payment_deadline().is_some_and(|d| d < wake)) => {}
-                    _ = ctx.wait_condition(|s: &Self| s.messages_this_run >= CONTINUE_AS_NEW_AFTER) => {}
+                    _ = ctx.wait_condition(|s: &Self| s.messages_this_run >= CONTINUE_AS_NEW_AFTER || (suggestion_wakes && s.messages_this_run >= MIN_RUN_MESSAGES && ctx.continue_as_new_suggested())) => {}
                 }
             })
             .await;
             let open = ctx.state(|s| s.listing.phase.accepts_reservations());
-            let long = ctx.state(|s| s.messages_this_run >= CONTINUE_AS_NEW_AFTER);
-            if open && (long || ctx.continue_as_new_suggested()) {
+            let (long, worked) = ctx.state(|s| {
+                (
+                    s.messages_this_run >= CONTINUE_AS_NEW_AFTER,
+                    s.messages_this_run >= MIN_RUN_MESSAGES,
+                )
+            });
+            let suggested = ctx.continue_as_new_suggested() && (worked || !suggestion_wakes);
+            if open && (long || suggested) {
                 // Hand over at a quiet point: turn new updates away, let running ones finish.
                 ctx.state_mut(|s| s.draining = true);
                 let start = hand_over(ctx).await?;
@@ -414,122 +450,50 @@ impl SellWindowWorkflow {
         _ctx: &WorkflowContextView,
         batch: &ReserveBatch,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.handing_over()?;
-        if batch.items.is_empty() {
-            return Err(reject(
-                RejectCode::InvalidArgument,
-                "empty reservation batch",
-            ));
-        }
-        if !self.listing.phase.accepts_reservations() {
-            return Err(reject(
-                RejectCode::FailedPrecondition,
-                format!("the sell window is closed ({})", self.listing.phase),
-            ));
-        }
-        Ok(())
+        self.takes_reservations(batch.items.len())
     }
 
     /// Takes units for a batch of reservations (coalesced by the API), writes them with the
-    /// quota-locking activity, and answers each reservation in arrival order.
+    /// quota-locking activity, and answers each reservation in arrival order. Older APIs send
+    /// this; current ones send [`Self::reserve_v2`].
     #[update]
     pub async fn reserve(
         ctx: &mut WorkflowContext<Self>,
         batch: ReserveBatch,
     ) -> Result<Vec<ReserveOutcome>, HandlerError> {
-        let t = now(ctx);
-        let mut plan = ctx.state_mut(|s| {
-            s.enter();
-            s.listing.reserve(&batch.items, t)
+        reserve_items(ctx, batch).await
+    }
+
+    #[update_validator(reserve_v2)]
+    fn validate_reserve_v2(
+        &self,
+        _ctx: &WorkflowContextView,
+        batch: &Reservations,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.takes_reservations(batch.items.len())
+    }
+
+    /// [`Self::reserve`] with compact reservations and answers: the listing's history holds
+    /// both for every reservation, and it hands over to a new run once that grows a few MB.
+    #[update]
+    pub async fn reserve_v2(
+        ctx: &mut WorkflowContext<Self>,
+        batch: Reservations,
+    ) -> Result<ReserveReplies, HandlerError> {
+        let (sw, p, unit_price) = ctx.state(|s| {
+            let spec = &s.listing.spec;
+            (
+                spec.sell_window_id.clone(),
+                spec.product_id.clone(),
+                spec.unit_price.clone(),
+            )
         });
-        if !plan.accepted.is_empty() {
-            let write = ctx.state(|s| ReservationWrite {
-                listing: ListingKey {
-                    sell_window_id: s.listing.spec.sell_window_id.clone(),
-                    product_id: s.listing.spec.product_id.clone(),
-                },
-                orders: plan.accepted.clone(),
-                quota_closed_by: plan
-                    .quota_closed
-                    .then(|| plan.accepted.last().map(|o| o.order_id.clone()))
-                    .flatten(),
-                threshold_reached: plan
-                    .threshold_reached
-                    .then_some((s.listing.reserved_qty, s.listing.spec.min_qty)),
-                at: t,
-                answers: order_answers(&batch, &plan.accepted),
-            });
-            let written = if ctx.patched(MERGED_WRITES) {
-                let ticket = ctx.state_mut(|s| s.writes.push(write));
-                match written_by_run(ctx, ticket).await {
-                    Some(result) => result,
-                    None => {
-                        ctx.state_mut(|s| s.busy -= 1);
-                        return Err("the workflow was cancelled".into());
-                    }
-                }
-            } else {
-                ctx.execute_local_activity(Acts::record_reservations, write, write_opts())
-                    .await
-                    .map_err(|e| e.to_string())
-            };
-            if let Err(e) = written {
-                // The write failed for good: give the units back before answering, and void
-                // whatever a last attempt may still have committed, so the rows agree.
-                let voided: Vec<Released> = plan
-                    .accepted
-                    .iter()
-                    .map(|o| Released {
-                        order_id: o.order_id.clone(),
-                        customer_id: o.customer_id.clone(),
-                        qty: o.qty,
-                        was: o.status,
-                        payment_id: None,
-                    })
-                    .collect();
-                let reopen = plan.quota_closed;
-                ctx.state_mut(|s| s.listing.undo_reserve(&mut plan, &e));
-                if ctx.patched("void-unrecorded-reservations") {
-                    let voided = release(
-                        ctx,
-                        voided,
-                        OrderStatus::Cancelled,
-                        ReleaseReason::NotRecorded,
-                        reopen,
-                        t,
-                    )
-                    .await;
-                    if let Err(e) = voided {
-                        ctx.state_mut(|s| s.busy -= 1);
-                        return Err(HandlerError::from(anyhow_msg(e)));
-                    }
-                }
-            } else {
-                let due: Vec<OrderId> = plan
-                    .accepted
-                    .iter()
-                    .filter(|o| o.status == OrderStatus::PaymentRequested)
-                    .map(|o| o.order_id.clone())
-                    .collect();
-                if !due.is_empty() {
-                    open_payments(ctx, &due, t)
-                        .await
-                        .map_err(|e| HandlerError::from(anyhow_msg(e)))?;
-                    // Answers carry the pay link's payment id.
-                    ctx.state(|s| {
-                        for outcome in plan.outcomes.iter_mut() {
-                            if let ReserveOutcome::Reserved(v) = outcome
-                                && let Some(fresh) = s.listing.order_view(&v.order_id)
-                            {
-                                *v = fresh;
-                            }
-                        }
-                    });
-                }
-            }
-        }
-        ctx.state_mut(|s| s.busy -= 1);
-        Ok(plan.outcomes)
+        let items = batch.items.iter().map(|r| r.item(&sw, &p)).collect();
+        let outcomes = reserve_items(ctx, ReserveBatch { items }).await?;
+        Ok(ReserveReplies {
+            unit_price,
+            replies: outcomes.into_iter().map(ReserveReply::from).collect(),
+        })
     }
 
     #[update_validator(confirm)]
@@ -821,6 +785,108 @@ impl SellWindowWorkflow {
             production_completed: ctx.state(|s| s.listing.phase == Phase::Shipped),
         })
     }
+}
+
+/// Takes units for reservations in the listing before anything is awaited (interleaved
+/// handlers can never both take the last units), has the run method write the orders, and
+/// answers each reservation in arrival order.
+async fn reserve_items(
+    ctx: &mut WorkflowContext<SellWindowWorkflow>,
+    batch: ReserveBatch,
+) -> Result<Vec<ReserveOutcome>, HandlerError> {
+    let t = now(ctx);
+    let mut plan = ctx.state_mut(|s| {
+        s.enter();
+        s.listing.reserve(&batch.items, t)
+    });
+    if !plan.accepted.is_empty() {
+        let write = ctx.state(|s| ReservationWrite {
+            listing: ListingKey {
+                sell_window_id: s.listing.spec.sell_window_id.clone(),
+                product_id: s.listing.spec.product_id.clone(),
+            },
+            orders: plan.accepted.clone(),
+            quota_closed_by: plan
+                .quota_closed
+                .then(|| plan.accepted.last().map(|o| o.order_id.clone()))
+                .flatten(),
+            threshold_reached: plan
+                .threshold_reached
+                .then_some((s.listing.reserved_qty, s.listing.spec.min_qty)),
+            at: t,
+            answers: order_answers(&batch, &plan.accepted),
+        });
+        let written = if ctx.patched(MERGED_WRITES) {
+            let ticket = ctx.state_mut(|s| s.writes.push(write));
+            match written_by_run(ctx, ticket).await {
+                Some(result) => result,
+                None => {
+                    ctx.state_mut(|s| s.busy -= 1);
+                    return Err("the workflow was cancelled".into());
+                }
+            }
+        } else {
+            ctx.execute_local_activity(Acts::record_reservations, write, write_opts())
+                .await
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = written {
+            // The write failed for good: give the units back before answering, and void
+            // whatever a last attempt may still have committed, so the rows agree.
+            let voided: Vec<Released> = plan
+                .accepted
+                .iter()
+                .map(|o| Released {
+                    order_id: o.order_id.clone(),
+                    customer_id: o.customer_id.clone(),
+                    qty: o.qty,
+                    was: o.status,
+                    payment_id: None,
+                })
+                .collect();
+            let reopen = plan.quota_closed;
+            ctx.state_mut(|s| s.listing.undo_reserve(&mut plan, &e));
+            if ctx.patched("void-unrecorded-reservations") {
+                let voided = release(
+                    ctx,
+                    voided,
+                    OrderStatus::Cancelled,
+                    ReleaseReason::NotRecorded,
+                    reopen,
+                    t,
+                )
+                .await;
+                if let Err(e) = voided {
+                    ctx.state_mut(|s| s.busy -= 1);
+                    return Err(HandlerError::from(anyhow_msg(e)));
+                }
+            }
+        } else {
+            let due: Vec<OrderId> = plan
+                .accepted
+                .iter()
+                .filter(|o| o.status == OrderStatus::PaymentRequested)
+                .map(|o| o.order_id.clone())
+                .collect();
+            if !due.is_empty() {
+                open_payments(ctx, &due, t)
+                    .await
+                    .map_err(|e| HandlerError::from(anyhow_msg(e)))?;
+                // Answers carry the pay link's payment id.
+                ctx.state(|s| {
+                    for outcome in plan.outcomes.iter_mut() {
+                        if let ReserveOutcome::Reserved(v) = outcome
+                            && let Some(fresh) = s.listing.order_view(&v.order_id)
+                        {
+                            *v = fresh;
+                        }
+                    }
+                });
+            }
+        }
+    }
+    ctx.state_mut(|s| s.busy -= 1);
+    Ok(plan.outcomes)
 }
 
 fn refused(r: CancelRefusal) -> HandlerError {

@@ -388,9 +388,9 @@ fn a_listing_too_large_to_carry_hands_over_through_the_store_in_parts() {
 }
 
 #[test]
-fn hand_overs_written_before_orders_were_packed_as_tuples_still_read_back() {
+fn a_hand_over_written_by_the_first_releases_still_reads_back() {
     use sellwindow_workflows::ListingStart;
-    use sellwindow_workflows::handover::StoredOrders;
+    // They carried the whole listing, orders as a JSON map, gzip-compressed in `carried`.
     fn old_pack<T: serde::Serialize>(value: &T) -> String {
         use std::io::Write;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -404,27 +404,94 @@ fn hand_overs_written_before_orders_were_packed_as_tuples_still_read_back() {
     l.reserve(&reservations(0..2_000), UnixMillis(0));
     let moved = l.confirm(UnixMillis(1)).unwrap();
     l.open_payments(&moved);
-    // Inline: the whole listing, orders as a map.
     let mut old = serde_json::to_value(ListingStart::from(l.spec.clone())).unwrap();
     old["carried"] = old_pack(&l).into();
     let start: ListingStart = serde_json::from_value(old).unwrap();
     assert_eq!(start.into_listing().unwrap(), l);
-    // Through the store: the orders map cut into parts.
-    let packed = old_pack(&l.orders);
-    let parts: Vec<String> = packed
-        .as_bytes()
-        .chunks(10_000)
-        .map(|c| String::from_utf8(c.to_vec()).unwrap())
-        .collect();
-    let stored = StoredOrders {
-        token: "old-0".into(),
-        parts: parts.len() as u32,
-        orders: 2_000,
-    };
-    assert_eq!(
-        ListingStart::orders_from_parts(&stored, &parts).unwrap(),
-        l.orders
-    );
+}
+
+fn any_id(prefix: &'static str) -> impl Strategy<Value = String> {
+    prop_oneof![
+        // Minted by this system: the prefix and 24 hex digits.
+        proptest::collection::vec(any::<u8>(), 12)
+            .prop_map(move |b| format!("{prefix}{}", hex(&b))),
+        // Given from outside (tests, older data): anything an id may be.
+        "[a-zA-Z0-9][a-zA-Z0-9_.:-]{0,40}",
+    ]
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn any_order() -> impl Strategy<Value = (String, OrderEntry)> {
+    (
+        any_id("ord-"),
+        0u32..40,
+        1u32..1_000_000,
+        0usize..OrderStatus::ALL.len(),
+        proptest::option::of(any::<i64>()),
+        proptest::option::of((any::<u32>(), any_id("pay-"))),
+        any::<u32>(),
+        proptest::option::of(any_id("pay-")),
+    )
+        .prop_map(|(id, c, qty, st, due, payment, failures, paid_by)| {
+            let entry = OrderEntry {
+                customer_id: CustomerId::parse(format!("customer-{c}")).unwrap(),
+                qty: Qty::new(qty).unwrap(),
+                status: OrderStatus::ALL[st],
+                payment_due_at: due.map(UnixMillis),
+                payment: payment.map(|(a, p)| (a, PaymentId::parse(p).unwrap())),
+                payment_failures: failures,
+                paid_by: paid_by.map(|p| PaymentId::parse(p).unwrap()),
+            };
+            (id, entry)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn packed_orders_read_back_exactly(orders in proptest::collection::vec(any_order(), 0..60)) {
+        use sellwindow_workflows::order_codec::{decode, encode};
+        let orders: std::collections::BTreeMap<OrderId, OrderEntry> = orders
+            .into_iter()
+            .map(|(id, o)| (OrderId::parse(id).unwrap(), o))
+            .collect();
+        prop_assert_eq!(decode(&encode(&orders)).unwrap(), orders);
+    }
+
+    #[test]
+    fn damaged_packed_orders_are_refused_never_a_panic(
+        orders in proptest::collection::vec(any_order(), 1..20),
+        cut in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(),
+        bits in 1u8..=255,
+    ) {
+        use sellwindow_workflows::order_codec::{decode, encode};
+        let orders: std::collections::BTreeMap<OrderId, OrderEntry> = orders
+            .into_iter()
+            .map(|(id, o)| (OrderId::parse(id).unwrap(), o))
+            .collect();
+        let bytes = encode(&orders);
+        // Cut short: always refused.
+        prop_assert!(decode(&bytes[..cut.index(bytes.len())]).is_err());
+        // A flipped byte: refused, or read as some other valid order list, but never a panic.
+        let mut damaged = bytes.clone();
+        let i = flip.index(damaged.len());
+        damaged[i] ^= bits;
+        let _ = decode(&damaged);
+    }
+}
+
+#[test]
+fn unpaid_orders_pack_into_about_eighteen_bytes_each() {
+    let mut l = Listing::new(spec(1, 1_000_000, None, MinPaidPolicy::ProduceWhatWasPaid));
+    l.reserve(&reservations(0..100_000), UnixMillis(0));
+    let bytes = sellwindow_workflows::order_codec::encode(&l.orders);
+    let per_order = bytes.len() as f64 / 100_000.0;
+    assert!(per_order < 20.0, "{per_order:.1} bytes an order");
 }
 
 fn reservations(range: std::ops::Range<u32>) -> Vec<ReserveItem> {

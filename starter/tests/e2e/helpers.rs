@@ -66,15 +66,19 @@ pub struct TemporalServer {
     /// The frontend port and the SQLite file (if any): a restart reuses both.
     pub port: u16,
     pub db_file: Option<PathBuf>,
+    /// `--dynamic-config-value` settings, kept for a restart.
+    pub dynamic_config: Vec<String>,
 }
 
 impl TemporalServer {
     /// Starts a fresh server on a free port, persisting to `db_file` when given. The dev server
     /// picks more ports of its own, and a test beside this one may take one of them between
     /// the pick and the bind: then the process exits, and it is started again on new ports.
-    pub async fn start(db_file: Option<PathBuf>) -> Self {
+    pub async fn start(db_file: Option<PathBuf>, dynamic_config: Vec<String>) -> Self {
         for _ in 0..5 {
-            if let Some(server) = Self::try_start_on(free_port(), db_file.clone()).await {
+            let started =
+                Self::try_start_on(free_port(), db_file.clone(), dynamic_config.clone()).await;
+            if let Some(server) = started {
                 return server;
             }
             if let Some(f) = &db_file {
@@ -85,9 +89,10 @@ impl TemporalServer {
     }
 
     /// Starts again on the same port and database file (a restart after a crash).
-    pub async fn restart(port: u16, db_file: Option<PathBuf>) -> Self {
+    pub async fn restart(port: u16, db_file: Option<PathBuf>, dynamic_config: Vec<String>) -> Self {
         for _ in 0..5 {
-            if let Some(server) = Self::try_start_on(port, db_file.clone()).await {
+            let started = Self::try_start_on(port, db_file.clone(), dynamic_config.clone()).await;
+            if let Some(server) = started {
                 return server;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -97,7 +102,11 @@ impl TemporalServer {
 
     /// Starts on `port` and waits until it listens there; `None` when the process exits
     /// first (its stderr, inherited, says why).
-    async fn try_start_on(port: u16, db_file: Option<PathBuf>) -> Option<Self> {
+    async fn try_start_on(
+        port: u16,
+        db_file: Option<PathBuf>,
+        dynamic_config: Vec<String>,
+    ) -> Option<Self> {
         let mut cmd = Command::new(temporal_bin());
         cmd.args([
             "server",
@@ -133,6 +142,9 @@ impl TemporalServer {
         if let Some(f) = &db_file {
             cmd.arg("--db-filename").arg(f);
         }
+        for kv in &dynamic_config {
+            cmd.arg("--dynamic-config-value").arg(kv);
+        }
         let mut child = cmd.spawn().expect("start temporal dev server");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -158,6 +170,7 @@ impl TemporalServer {
             address: format!("http://127.0.0.1:{port}"),
             port,
             db_file,
+            dynamic_config,
         })
     }
 }
@@ -468,6 +481,9 @@ pub struct AppOptions {
     pub temporal_on_disk: bool,
     /// `Config::handover_inline_max` (Some(0): every continue-as-new goes through the store).
     pub handover_inline_max: Option<u32>,
+    /// The history size (bytes) past which the server suggests continuing as new (4 MiB by
+    /// default): small values make listings hand over by size in a test-sized run.
+    pub suggest_continue_as_new_bytes: Option<u64>,
 }
 
 /// `spawn_app` with options.
@@ -479,8 +495,14 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         .with_test_writer()
         .try_init();
     let dir = tempdir::TempDir::new();
-    let server =
-        TemporalServer::start(opts.temporal_on_disk.then(|| dir.0.join("temporal.db"))).await;
+    let server = TemporalServer::start(
+        opts.temporal_on_disk.then(|| dir.0.join("temporal.db")),
+        opts.suggest_continue_as_new_bytes
+            .map(|b| format!("limit.historySize.suggestContinueAsNew={b}"))
+            .into_iter()
+            .collect(),
+    )
+    .await;
     let (grpc_port, http_port) = (free_port(), free_port());
     let cfg = Config {
         env: Env::Development,
@@ -756,8 +778,12 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        self._server =
-            TemporalServer::restart(self._server.port, self._server.db_file.clone()).await;
+        self._server = TemporalServer::restart(
+            self._server.port,
+            self._server.db_file.clone(),
+            self._server.dynamic_config.clone(),
+        )
+        .await;
         wait_temporal_ready(&self.temporal, Duration::from_secs(60)).await;
     }
 

@@ -1,6 +1,7 @@
 //! One hot listing past the server's per-run limits: more than 2,000 updates and 10,000
-//! orders. Nothing may be refused, the workflow must have continued as new, and every figure
-//! and the event log must stay exact.
+//! orders, history past the size at which the server suggests continuing as new, a flood of
+//! payment callbacks. Nothing may be refused, the workflow must have continued as new, and
+//! every figure and the event log must stay exact.
 
 use crate::helpers::{AppOptions, spawn_app, spawn_app_with};
 use sellwindow_domain::{ProductId, SellWindowId};
@@ -104,9 +105,12 @@ async fn a_hot_listing_continues_as_new_past_the_update_cap_and_keeps_every_figu
         _ => false,
     };
     assert!(continued, "the listing never continued as new");
+    // Parts are read back by local activities: their markers name the activity.
     let took_over = events.iter().any(|e| {
-        matches!(&e.attributes, Some(Attributes::ActivityTaskScheduledEventAttributes(a))
-            if a.activity_type.as_ref().is_some_and(|t| t.name.contains("load_handover_part")))
+        matches!(&e.attributes, Some(Attributes::MarkerRecordedEventAttributes(m))
+        if m.details.get("data").is_some_and(|d| d.payloads.iter().any(|p| {
+            String::from_utf8_lossy(&p.data).contains("load_handover_part")
+        })))
     });
     assert!(
         took_over,
@@ -262,5 +266,112 @@ async fn a_flood_of_payment_callbacks_still_hands_over_and_applies_each_result_o
             Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) if !a.continued_execution_run_id.is_empty()),
         "the listing never continued as new during the flood"
     );
+    app.stop().await;
+}
+
+/// Large coalesced batches grow history by bytes long before a run takes 1,000 messages: the
+/// run must follow the server's suggestion (history past a size) and hand over, or a hot
+/// listing would reach the server's 50 MB limit and be terminated. The threshold is lowered
+/// here so a test-sized run crosses it; each run still takes its minimum of messages first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listing_hands_over_when_its_history_grows_past_the_suggested_size() {
+    const SUGGEST_AT: u64 = 150_000;
+    let app = spawn_app_with(AppOptions {
+        suggest_continue_as_new_bytes: Some(SUGGEST_AT),
+        ..AppOptions::default()
+    })
+    .await;
+    let product = app.product(100).await;
+    let w = app
+        .window(&product, 1, 5_000, Duration::from_secs(900), 3600)
+        .await;
+    let total: u32 = 450;
+    for i in 0..total {
+        app.reserve(&w, &format!("c-{}", i % 40), 1, &format!("k-{i}"))
+            .await
+            .unwrap_or_else(|e| panic!("reservation {i} refused: {e:?}"));
+    }
+    let live = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
+    assert_eq!((live.sold_qty, live.reserved_qty), (total, total));
+    let sw = SellWindowId::parse(w.id.clone()).unwrap();
+    let p = ProductId::parse(product.id.clone()).unwrap();
+    assert_eq!(
+        app.store.quota_check(&sw, &p).await.unwrap(),
+        (total, 5_000, total)
+    );
+    assert_eq!(
+        app.event_counts(&w).await.get("order.reserved").copied(),
+        Some(total as usize)
+    );
+    // Every run but the current one handed over: by size, not by the message cap, and not
+    // before it had taken its minimum of messages.
+    let workflow_id = w.listings[0].workflow_id.clone();
+    let mut runs = Vec::new();
+    let mut listed = app
+        .temporal
+        .list_workflows(format!("WorkflowId = '{workflow_id}'"), Default::default());
+    while let Some(r) = futures::StreamExt::next(&mut listed).await {
+        runs.push(r.unwrap().run_id().to_string());
+    }
+    assert!(runs.len() >= 3, "{} run(s)", runs.len());
+    let mut handed_over = 0;
+    for run in &runs {
+        let info = temporalio_client::WorkflowExecutionInfo::builder()
+            .namespace("default".to_string())
+            .workflow_id(workflow_id.clone())
+            .run_id(run.clone())
+            .build();
+        let h: temporalio_client::WorkflowHandle<
+            temporalio_client::Client,
+            sellwindow_workflows::SellWindowWorkflow,
+        > = temporalio_client::WorkflowHandle::new(app.temporal.clone(), info);
+        let events = h
+            .fetch_history(Default::default())
+            .into_events()
+            .await
+            .unwrap();
+        let continued = events.iter().any(|e| {
+            matches!(
+                e.attributes,
+                Some(Attributes::WorkflowExecutionContinuedAsNewEventAttributes(
+                    _
+                ))
+            )
+        });
+        if !continued {
+            continue;
+        }
+        handed_over += 1;
+        let updates = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.attributes,
+                    Some(Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(
+                        _
+                    ))
+                )
+            })
+            .count() as u32;
+        assert!(
+            (sellwindow_workflows::sell_window::MIN_RUN_MESSAGES
+                ..sellwindow_workflows::CONTINUE_AS_NEW_AFTER)
+                .contains(&updates),
+            "a run handed over after {updates} updates"
+        );
+        let bytes = h
+            .describe(Default::default())
+            .await
+            .unwrap()
+            .raw()
+            .workflow_execution_info
+            .as_ref()
+            .map_or(0, |i| i.history_size_bytes);
+        assert!(
+            (bytes as u64) < 2 * SUGGEST_AT,
+            "a run grew to {bytes} bytes of history"
+        );
+    }
+    assert!(handed_over >= 2, "{handed_over} hand-over(s)");
     app.stop().await;
 }
