@@ -460,10 +460,17 @@ impl TestApp {
                 &w.listings[0].workflow_id,
             );
         let json = h.fetch_history(Default::default()).to_json().await.unwrap();
-        let path = workspace_root()
-            .join("workflows/tests/histories")
-            .join(format!("{name}.json"));
-        std::fs::write(path, json).unwrap();
+        let dir = workspace_root().join("workflows/tests/histories");
+        if json.len() < 200_000 {
+            std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
+        } else {
+            // Large ones (a listing that handed over) are kept compressed.
+            use std::io::Write;
+            let file = std::fs::File::create(dir.join(format!("{name}.json.gz"))).unwrap();
+            let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::best());
+            gz.write_all(&json).unwrap();
+            gz.finish().unwrap();
+        }
     }
 }
 

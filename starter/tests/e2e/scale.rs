@@ -116,6 +116,8 @@ async fn a_hot_listing_continues_as_new_past_the_update_cap_and_keeps_every_figu
         took_over,
         "the current run did not read its orders from the store"
     );
+    app.record_history(&w, "handed_over_through_the_store")
+        .await;
     // The parts are dropped once the next run holds them.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -373,5 +375,7 @@ async fn a_listing_hands_over_when_its_history_grows_past_the_suggested_size() {
         );
     }
     assert!(handed_over >= 2, "{handed_over} hand-over(s)");
+    // The current run started from a hand-over: replaying it reads the carried orders back.
+    app.record_history(&w, "handed_over_by_size").await;
     app.stop().await;
 }
