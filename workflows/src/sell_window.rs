@@ -56,6 +56,8 @@ pub struct SellWindowWorkflow {
     seen: u64,
     /// See [`ListingStart::inline_max`].
     inline_max: Option<u32>,
+    /// Orders this run started with (carried over from the previous run).
+    carried_orders: usize,
     /// Payment results held back: while this run hands over (they go to the next one), or,
     /// in a new run, those the previous run handed over until they are applied.
     deferred: Vec<PaymentResult>,
@@ -72,6 +74,16 @@ const WAKE_ON_SUGGESTION: &str = "hand-over-when-suggested";
 /// orders alone may pass the suggested size, and a run that handed over at once would only
 /// hand the same state on again.
 pub const MIN_RUN_MESSAGES: u32 = 100;
+/// Runs follow the suggestion only once they have taken in at least as many orders as they
+/// carried (or [`RUN_ORDERS_MAX`]): every run records its carried orders again (a hand-over
+/// pauses reservations for a time that grows with them), and a listing whose carried orders
+/// alone neared the suggested size would otherwise hand over after every few batches. Runs
+/// thus double the listing, so hand-overs grow rarer as it grows. Runs recorded before
+/// followed the suggestion after [`MIN_RUN_MESSAGES`].
+const HAND_OVER_WHEN_GROWN: &str = "hand-over-when-grown";
+/// Orders a run takes in before it follows the suggestion whatever it carried (~10 MB of
+/// reservations in history), so carried and own history stay far below the server's 50 MB.
+pub const RUN_ORDERS_MAX: usize = 200_000;
 
 use crate::rejection::HANDING_OVER;
 
@@ -81,6 +93,17 @@ impl SellWindowWorkflow {
         self.busy += 1;
         self.messages_this_run += 1;
         self.seen += 1;
+    }
+
+    /// Whether this run may follow the server's suggestion to continue as new.
+    fn follows_suggestion(&self, when_grown: bool) -> bool {
+        let own = self
+            .listing
+            .orders
+            .len()
+            .saturating_sub(self.carried_orders);
+        self.messages_this_run >= MIN_RUN_MESSAGES
+            && (!when_grown || own >= self.carried_orders || own >= RUN_ORDERS_MAX)
     }
 
     fn handing_over(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -322,10 +345,14 @@ impl SellWindowWorkflow {
         let loading = start.orders_in_store.clone();
         let inline_max = start.inline_max;
         let deferred = start.deferred_payments.clone();
+        let listing = start
+            .into_listing()
+            .expect("a carried state this code wrote itself");
+        let carried_orders =
+            listing.orders.len() + loading.as_ref().map_or(0, |s| s.orders as usize);
         Self {
-            listing: start
-                .into_listing()
-                .expect("a carried state this code wrote itself"),
+            listing,
+            carried_orders,
             busy: 0,
             published_phase: None,
             messages_this_run: 0,
@@ -388,12 +415,13 @@ impl SellWindowWorkflow {
             // suggestion (history past a few MB) must end the wait too, long before its 50 MB
             // limit. Runs recorded before looked at it only when something else woke them.
             let suggestion_wakes = ctx.patched(WAKE_ON_SUGGESTION);
+            let when_grown = suggestion_wakes && ctx.patched(HAND_OVER_WHEN_GROWN);
             writing_reservations(ctx, async {
                 temporalio_sdk::workflows::select! {
                     _ = ctx.timer(timer) => {}
                     // Confirm (or a late reservation) brought a deadline earlier than the timer.
                     _ = ctx.wait_condition(move |s: &Self| s.listing.phase.is_final() || s.listing.next_payment_deadline().is_some_and(|d| d < wake)) => {}
-                    _ = ctx.wait_condition(|s: &Self| s.messages_this_run >= CONTINUE_AS_NEW_AFTER || (suggestion_wakes && s.messages_this_run >= MIN_RUN_MESSAGES && ctx.continue_as_new_suggested())) => {}
+                    _ = ctx.wait_condition(|s: &Self| s.messages_this_run >= CONTINUE_AS_NEW_AFTER || (suggestion_wakes && s.follows_suggestion(when_grown) && ctx.continue_as_new_suggested())) => {}
                 }
             })
             .await;
@@ -401,7 +429,7 @@ impl SellWindowWorkflow {
             let (long, worked) = ctx.state(|s| {
                 (
                     s.messages_this_run >= CONTINUE_AS_NEW_AFTER,
-                    s.messages_this_run >= MIN_RUN_MESSAGES,
+                    s.follows_suggestion(when_grown),
                 )
             });
             let suggested = ctx.continue_as_new_suggested() && (worked || !suggestion_wakes);

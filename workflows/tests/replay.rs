@@ -1,6 +1,6 @@
 //! Replays every recorded history under `tests/histories/` against the current workflow code:
-//! a change that would break running workflows (non-determinism) fails here. `v1_*` and
-//! `v2_*` were recorded by earlier versions; the rest by the current one (re-record them with
+//! a change that would break running workflows (non-determinism) fails here. `v1_*`, `v2_*`
+//! and `v3_*` were recorded by earlier versions; the rest by the current one (re-record them with
 //! `SELLWINDOW_RECORD_HISTORIES=1 cargo test -p sellwindow-starter --test e2e`).
 
 use sellwindow_workflows::SellWindowWorkflow;
