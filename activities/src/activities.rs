@@ -237,6 +237,17 @@ impl SellWindowActivities {
         self.mark_paid_tx(&w).await.map_err(fail)
     }
 
+    /// Successful payments of one listing, applied together: what `mark_paid` does for one,
+    /// in set-based statements.
+    #[activity]
+    pub async fn mark_paid_many(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        w: PaidWrites,
+    ) -> Result<(), ActivityError> {
+        self.mark_paid_many_tx(&w).await.map_err(fail)
+    }
+
     #[activity]
     pub async fn record_payment_failure(
         self: Arc<Self>,
@@ -612,6 +623,89 @@ impl SellWindowActivities {
                 w.order_id.as_str(),
                 Some(&w.order_id),
                 format!("Payment received for order {}. Thank you!", w.order_id),
+            )
+            .await?;
+        }
+        u.commit(&self.store, &self.sink).await
+    }
+
+    pub async fn mark_paid_many_tx(&self, w: &PaidWrites) -> Result<(), StoreError> {
+        let mut u = Unit::begin(&self.store, &w.listing, w.at).await?;
+        let j = JsonRows(u.backend);
+        let all: Vec<&PaidPayment> = w.payments.iter().collect();
+        // Only orders still waiting for payment become PAID: a retried batch changes nothing.
+        let flipped: std::collections::HashSet<String> = sqlx::query(&format!(
+            "UPDATE orders SET status = 'PAID', payment_due_at = NULL, updated_at = $1 \
+             WHERE status = 'PAYMENT_REQUESTED' AND id IN (SELECT {} {}) RETURNING id",
+            j.text("id"),
+            j.from(2)
+        ))
+        .bind(w.at.0)
+        .bind(id_rows(all.iter().map(|p| p.order_id.as_str())))
+        .fetch_all(&mut *u.tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("id"))
+        .collect::<Result<_, _>>()?;
+        let paid: Vec<&PaidPayment> = all
+            .into_iter()
+            .filter(|p| flipped.contains(p.order_id.as_str()))
+            .collect();
+        if paid.is_empty() {
+            return u.commit(&self.store, &self.sink).await;
+        }
+        let qty: u32 = paid.iter().map(|p| p.qty.get()).sum();
+        sqlx::query(
+            "UPDATE counters SET reserved_qty = reserved_qty - $1, paid_qty = paid_qty + $1 WHERE sell_window_id = $2 AND product_id = $3",
+        )
+        .bind(i(qty))
+        .bind(w.listing.sell_window_id.as_str())
+        .bind(w.listing.product_id.as_str())
+        .execute(&mut *u.tx)
+        .await?;
+        let payments = id_rows(paid.iter().map(|p| p.payment_id.as_str()));
+        sqlx::query(&format!(
+            "UPDATE payments SET status = 'SUCCEEDED', updated_at = $1 WHERE id IN (SELECT {} {})",
+            j.text("id"),
+            j.from(2)
+        ))
+        .bind(w.at.0)
+        .bind(&payments)
+        .execute(&mut *u.tx)
+        .await?;
+        // Any other attempt still open for these orders is superseded.
+        sqlx::query(&format!(
+            "UPDATE payments SET status = 'EXPIRED', updated_at = $1 WHERE status = 'INIT' \
+             AND order_id IN (SELECT {id} {orders}) AND id NOT IN (SELECT {id} {payments})",
+            id = j.text("id"),
+            orders = j.from(2),
+            payments = j.from(3),
+        ))
+        .bind(w.at.0)
+        .bind(id_rows(paid.iter().map(|p| p.order_id.as_str())))
+        .bind(&payments)
+        .execute(&mut *u.tx)
+        .await?;
+        for p in &paid {
+            u.queue(
+                &format!("payment.succeeded:{}", p.payment_id),
+                "payment.succeeded",
+                Some(&p.order_id),
+                json!({"orderId": p.order_id, "paymentId": p.payment_id, "providerEventId": p.event_id}),
+            );
+            u.queue(
+                &format!("order.paid:{}", p.order_id),
+                "order.paid",
+                Some(&p.order_id),
+                json!({"orderId": p.order_id, "qty": p.qty}),
+            );
+            u.notify(
+                Recipient::Customer,
+                p.customer_id.as_str(),
+                "payment_received",
+                p.order_id.as_str(),
+                Some(&p.order_id),
+                format!("Payment received for order {}. Thank you!", p.order_id),
             )
             .await?;
         }
@@ -1092,6 +1186,11 @@ impl SellWindowActivities {
         }
         u.commit(&self.store, &self.sink).await
     }
+}
+
+/// Ids as [`JsonRows`] read them (field `id`).
+fn id_rows<'a>(ids: impl Iterator<Item = &'a str>) -> String {
+    serde_json::Value::Array(ids.map(|id| json!({ "id": id })).collect()).to_string()
 }
 
 /// Records each new order as the first answer under its customer's idempotency key (a key

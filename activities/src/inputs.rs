@@ -58,6 +58,23 @@ pub struct PaidWrite {
     pub at: UnixMillis,
 }
 
+/// Successful payments applied together (one transaction for a flood of callbacks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaidWrites {
+    pub listing: ListingKey,
+    pub payments: Vec<PaidPayment>,
+    pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaidPayment {
+    pub order_id: OrderId,
+    pub payment_id: PaymentId,
+    pub customer_id: CustomerId,
+    pub qty: Qty,
+    pub event_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureWrite {
     pub listing: ListingKey,

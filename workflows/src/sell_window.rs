@@ -8,7 +8,7 @@
 use crate::handover::{ListingStart, StoredOrders};
 use crate::machine::{CancelRefusal, FinalOutcome, FinalizePlan, Listing, PaymentEffect};
 use crate::rejection::{RejectCode, reject};
-use crate::writes::{Ticket, WriteQueue};
+use crate::writes::{Batch, Ticket, WriteQueue};
 use sellwindow_activities::SellWindowActivities as Acts;
 use sellwindow_activities::inputs::*;
 use sellwindow_domain::*;
@@ -16,7 +16,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, LocalActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityOptions, ApplicationFailure, LocalActivityOptions, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 pub const SA_SELL_WINDOW: SearchAttributeKey<String> = SearchAttributeKey::keyword("SellWindowId");
@@ -62,7 +63,9 @@ pub struct SellWindowWorkflow {
     /// in a new run, those the previous run handed over until they are applied.
     deferred: Vec<PaymentResult>,
     /// Reservations taken in state, waiting for the run method to write them.
-    writes: WriteQueue,
+    writes: WriteQueue<ReservationWrite>,
+    /// Payments applied in state, waiting for the run method to write them.
+    paid: WriteQueue<PaidWrites>,
 }
 
 /// A run hands over to a new one after this many messages: well under the server's 2,000
@@ -210,21 +213,39 @@ fn order_answers(batch: &ReserveBatch, accepted: &[NewOrder]) -> Vec<OrderAnswer
         .collect()
 }
 
-/// Waits for the run method to write a handler's queued reservations; `None` if cancelled.
-async fn written_by_run(
+/// Successful payments are written by the run method too, one local activity for all the
+/// callbacks of a workflow task; histories recorded before ran an activity per payment.
+const BATCHED_PAYMENTS: &str = "batched-payment-writes";
+
+/// One of the write queues the run method serves: how a handler reads it and takes from it.
+type Queue<W> = (
+    fn(&SellWindowWorkflow) -> &WriteQueue<W>,
+    fn(&mut SellWindowWorkflow) -> &mut WriteQueue<W>,
+);
+const RESERVATIONS: Queue<ReservationWrite> = (|s| &s.writes, |s| &mut s.writes);
+const PAID: Queue<PaidWrites> = (|s| &s.paid, |s| &mut s.paid);
+
+/// Queues a handler's write for the run method and waits for its result; `None` if cancelled.
+async fn written_by_run<W: Batch>(
     ctx: &WorkflowContext<SellWindowWorkflow>,
-    ticket: Ticket,
+    (queue, queue_mut): Queue<W>,
+    write: W,
 ) -> Option<Result<(), String>> {
-    ctx.wait_condition(move |s: &SellWindowWorkflow| s.writes.is_done(ticket))
+    let ticket: Ticket = ctx.state_mut(|s| queue_mut(s).push(write));
+    ctx.wait_condition(move |s: &SellWindowWorkflow| queue(s).is_done(ticket))
         .await
         .ok()?;
-    ctx.state_mut(|s| s.writes.result(ticket))
+    ctx.state_mut(|s| queue_mut(s).result(ticket))
 }
 
-/// Runs `until` while writing the reservations handlers queue, and returns only when nothing
-/// is left to write. The write is polled first: a handler's units are never left unwritten
-/// while the run moves on (to a hand-over or to finalize).
-async fn writing_reservations<T>(
+fn anything_to_write(s: &SellWindowWorkflow) -> bool {
+    s.writes.has_pending() || s.paid.has_pending()
+}
+
+/// Runs `until` while writing what handlers queue, and returns only when nothing is left to
+/// write. The writes are polled first, so a handler's decision is never left unwritten while
+/// the run moves on (to a hand-over, to finalize, or to its end).
+async fn writing<T>(
     ctx: &WorkflowContext<SellWindowWorkflow>,
     until: impl std::future::Future<Output = T>,
 ) -> T {
@@ -233,28 +254,38 @@ async fn writing_reservations<T>(
     futures::pin_mut!(until);
     let out = loop {
         temporalio_sdk::workflows::select! {
-            _ = ctx.wait_condition(|s: &SellWindowWorkflow| s.writes.has_pending()) => {
-                write_reservations(ctx).await;
-            }
+            _ = ctx.wait_condition(anything_to_write) => write_queued(ctx).await,
             out = until => break out,
         }
     };
-    while ctx.state(|s| s.writes.has_pending()) {
-        write_reservations(ctx).await;
+    while ctx.state(anything_to_write) {
+        write_queued(ctx).await;
     }
     out
 }
 
-/// One local activity (one transaction) for the reservations queued so far.
-async fn write_reservations(ctx: &WorkflowContext<SellWindowWorkflow>) {
-    let Some((tickets, write)) = ctx.state_mut(|s| s.writes.take()) else {
-        return;
-    };
-    let written = ctx
-        .execute_local_activity(Acts::record_reservations, write, write_opts())
-        .await
-        .map_err(|e| e.to_string());
-    ctx.state_mut(|s| s.writes.finish(&tickets, written));
+/// One local activity (one transaction) for each kind of write queued so far.
+async fn write_queued(ctx: &WorkflowContext<SellWindowWorkflow>) {
+    if let Some((tickets, write)) = ctx.state_mut(|s| s.writes.take()) {
+        let written = ctx
+            .execute_local_activity(Acts::record_reservations, write, write_opts())
+            .await
+            .map_err(|e| e.to_string());
+        ctx.state_mut(|s| s.writes.finish(&tickets, written));
+    }
+    if let Some((tickets, write)) = ctx.state_mut(|s| s.paid.take()) {
+        // The listing already counts these orders paid and cannot take that back: no
+        // schedule-to-close, the write is retried until it lands.
+        let opts = LocalActivityOptions::builder()
+            .start_to_close_timeout(Duration::from_secs(10))
+            .summary("mark orders paid".to_string())
+            .build();
+        let written = ctx
+            .execute_local_activity(Acts::mark_paid_many, write, opts)
+            .await
+            .map_err(|e| e.to_string());
+        ctx.state_mut(|s| s.paid.finish(&tickets, written));
+    }
 }
 
 /// Reads back the orders a previous run left in the store, then lets handlers in.
@@ -363,6 +394,7 @@ impl SellWindowWorkflow {
             inline_max,
             deferred,
             writes: WriteQueue::default(),
+            paid: WriteQueue::default(),
         }
     }
 
@@ -377,7 +409,8 @@ impl SellWindowWorkflow {
             ctx.state_mut(|s| s.busy += 1);
             for group in carried_over.chunks(JOIN_GROUP) {
                 let applied =
-                    futures::future::join_all(group.iter().map(|r| apply_payment(ctx, r))).await;
+                    futures::future::join_all(group.iter().map(|r| apply_payment(ctx, r, false)))
+                        .await;
                 for e in applied.into_iter().filter_map(Result::err) {
                     tracing::warn!(error = %anyhow_msg(e), "payment result not applied");
                 }
@@ -416,7 +449,7 @@ impl SellWindowWorkflow {
             // limit. Runs recorded before looked at it only when something else woke them.
             let suggestion_wakes = ctx.patched(WAKE_ON_SUGGESTION);
             let when_grown = suggestion_wakes && ctx.patched(HAND_OVER_WHEN_GROWN);
-            writing_reservations(ctx, async {
+            writing(ctx, async {
                 temporalio_sdk::workflows::select! {
                     _ = ctx.timer(timer) => {}
                     // Confirm (or a late reservation) brought a deadline earlier than the timer.
@@ -444,8 +477,12 @@ impl SellWindowWorkflow {
             finalize(ctx).await?;
         }
         publish(ctx);
-        ctx.wait_condition(|s: &Self| s.listing.phase.is_final() && s.busy == 0)
-            .await?;
+        // A handler waiting for its write keeps `busy` up: writes are served while waiting.
+        writing(
+            ctx,
+            ctx.wait_condition(|s: &Self| s.listing.phase.is_final() && s.busy == 0),
+        )
+        .await?;
         publish(ctx);
         if ctx.patched("settle-late-payments") {
             // A provider may still report a payment for an order that closed: stay a while so
@@ -457,7 +494,7 @@ impl SellWindowWorkflow {
                     .build(),
             )
             .await;
-            ctx.wait_condition(|s: &Self| s.busy == 0).await?;
+            writing(ctx, ctx.wait_condition(|s: &Self| s.busy == 0)).await?;
         }
         Ok(ctx.state(|s| s.listing.figures()))
     }
@@ -611,7 +648,7 @@ impl SellWindowWorkflow {
             ctx.state_mut(|s| s.busy -= 1);
             return;
         }
-        if let Err(e) = apply_payment(ctx, &r).await {
+        if let Err(e) = apply_payment(ctx, &r, true).await {
             tracing::warn!(error = %anyhow_msg(e), "payment result not applied");
         }
         ctx.state_mut(|s| s.busy -= 1);
@@ -845,8 +882,7 @@ async fn reserve_items(
             answers: order_answers(&batch, &plan.accepted),
         });
         let written = if ctx.patched(MERGED_WRITES) {
-            let ticket = ctx.state_mut(|s| s.writes.push(write));
-            match written_by_run(ctx, ticket).await {
+            match written_by_run(ctx, RESERVATIONS, write).await {
                 Some(result) => result,
                 None => {
                     ctx.state_mut(|s| s.busy -= 1);
@@ -1042,14 +1078,36 @@ async fn release(
     Ok(())
 }
 
+/// Applies a payment result to the listing and persists its effect. With `batched`, a success
+/// is written by the run method with the others of its workflow task; results the run itself
+/// applies (those carried over from a hand-over) are written one by one.
 async fn apply_payment(
     ctx: &WorkflowContext<SellWindowWorkflow>,
     r: &PaymentResult,
+    batched: bool,
 ) -> WorkflowResult<()> {
     let t = now(ctx);
     let effect = ctx.state_mut(|s| s.listing.apply_payment(r));
     let listing = key(ctx);
     match effect {
+        PaymentEffect::Paid { customer_id, qty } if batched && ctx.patched(BATCHED_PAYMENTS) => {
+            let write = PaidWrites {
+                listing,
+                payments: vec![PaidPayment {
+                    order_id: r.order_id.clone(),
+                    payment_id: r.payment_id.clone(),
+                    customer_id,
+                    qty,
+                    event_id: r.event_id.clone(),
+                }],
+                at: t,
+            };
+            match written_by_run(ctx, PAID, write).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(ApplicationFailure::new(e).into()),
+                None => return Err(WorkflowTermination::cancelled()),
+            }
+        }
         PaymentEffect::Paid { customer_id, qty } => {
             let write = PaidWrite {
                 listing,

@@ -1,25 +1,70 @@
-//! Reservations waiting for their write. A reserve handler takes its units in the listing at
-//! once, then queues its orders here and waits; the run method writes everything queued with
-//! one local activity (one database transaction). The SDK polls the run method after every
-//! handler of a workflow task, so however many updates a task brings, their orders share one
-//! write instead of queueing on the quota row one transaction each.
+//! Writes waiting for the run method. A handler decides in the listing at once, then queues
+//! what must be persisted here and waits; the run method writes everything queued of one kind
+//! with one local activity (one database transaction). The SDK polls the run method after
+//! every handler of a workflow task, so however many updates or signals a task brings, their
+//! writes share one transaction: reservations do not queue on the quota row one transaction
+//! each, and a flood of payment callbacks does not cost an activity (and its history) each.
 
-use sellwindow_activities::inputs::ReservationWrite;
+use sellwindow_activities::inputs::{PaidWrites, ReservationWrite};
+use sellwindow_domain::UnixMillis;
 use std::collections::BTreeMap;
 
 /// A queued write's place in line, handed back with its result.
 pub type Ticket = u64;
 
-#[derive(Debug, Default)]
-pub struct WriteQueue {
+/// A write that can take in another of its kind made at the same moment.
+pub trait Batch: Sized {
+    fn at(&self) -> UnixMillis;
+    fn absorb(&mut self, later: Self);
+}
+
+impl Batch for ReservationWrite {
+    fn at(&self) -> UnixMillis {
+        self.at
+    }
+
+    fn absorb(&mut self, later: Self) {
+        self.orders.extend(later.orders);
+        self.answers.extend(later.answers);
+        // The later closer is the one whose units filled the quota last.
+        if later.quota_closed_by.is_some() {
+            self.quota_closed_by = later.quota_closed_by;
+        }
+        // The threshold is reached once; the first to report it carries the figures.
+        self.threshold_reached = self.threshold_reached.or(later.threshold_reached);
+    }
+}
+
+impl Batch for PaidWrites {
+    fn at(&self) -> UnixMillis {
+        self.at
+    }
+
+    fn absorb(&mut self, later: Self) {
+        self.payments.extend(later.payments);
+    }
+}
+
+#[derive(Debug)]
+pub struct WriteQueue<W> {
     next: Ticket,
-    pending: Vec<(Ticket, ReservationWrite)>,
+    pending: Vec<(Ticket, W)>,
     /// Results not yet picked up by their handlers (`Err` holds why the write failed).
     done: BTreeMap<Ticket, Result<(), String>>,
 }
 
-impl WriteQueue {
-    pub fn push(&mut self, write: ReservationWrite) -> Ticket {
+impl<W> Default for WriteQueue<W> {
+    fn default() -> Self {
+        Self {
+            next: 0,
+            pending: Vec::new(),
+            done: BTreeMap::new(),
+        }
+    }
+}
+
+impl<W: Batch> WriteQueue<W> {
+    pub fn push(&mut self, write: W) -> Ticket {
         let ticket = self.next;
         self.next += 1;
         self.pending.push((ticket, write));
@@ -30,24 +75,21 @@ impl WriteQueue {
         !self.pending.is_empty()
     }
 
-    /// The queued writes taken at the same moment as the first (one `at` per write), merged
+    /// The queued writes made at the same moment as the first (rows carry one time), merged
     /// into one, with their tickets.
-    pub fn take(&mut self) -> Option<(Vec<Ticket>, ReservationWrite)> {
-        let at = self.pending.first()?.1.at;
-        let n = self.pending.iter().take_while(|(_, w)| w.at == at).count();
+    pub fn take(&mut self) -> Option<(Vec<Ticket>, W)> {
+        let at = self.pending.first()?.1.at();
+        let n = self
+            .pending
+            .iter()
+            .take_while(|(_, w)| w.at() == at)
+            .count();
         let mut taken = self.pending.drain(..n);
         let (first_ticket, mut merged) = taken.next().expect("at least one is queued");
         let mut tickets = vec![first_ticket];
         for (ticket, w) in taken {
             tickets.push(ticket);
-            merged.orders.extend(w.orders);
-            merged.answers.extend(w.answers);
-            // The later closer is the one whose units filled the quota last.
-            if w.quota_closed_by.is_some() {
-                merged.quota_closed_by = w.quota_closed_by;
-            }
-            // The threshold is reached once; the first to report it carries the figures.
-            merged.threshold_reached = merged.threshold_reached.or(w.threshold_reached);
+            merged.absorb(w);
         }
         Some((tickets, merged))
     }
@@ -71,7 +113,7 @@ impl WriteQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sellwindow_activities::inputs::ListingKey;
+    use sellwindow_activities::inputs::{ListingKey, PaidPayment};
     use sellwindow_domain::*;
 
     fn write(orders: &[&str], at: i64) -> ReservationWrite {
@@ -144,5 +186,41 @@ mod tests {
         let (tickets, _) = q.take().unwrap();
         q.finish(&tickets, Ok(()));
         assert_eq!(q.result(c), Some(Ok(())));
+    }
+
+    fn paid(orders: &[&str], at: i64) -> PaidWrites {
+        PaidWrites {
+            listing: write(&[], at).listing,
+            payments: orders
+                .iter()
+                .map(|id| PaidPayment {
+                    order_id: OrderId::parse(*id).unwrap(),
+                    payment_id: PaymentId::parse(format!("pay-{id}")).unwrap(),
+                    customer_id: CustomerId::parse("c-1").unwrap(),
+                    qty: Qty::new(1).unwrap(),
+                    event_id: format!("evt-{id}"),
+                })
+                .collect(),
+            at: UnixMillis(at),
+        }
+    }
+
+    #[test]
+    fn payments_of_one_moment_are_written_together_in_arrival_order() {
+        let mut q = WriteQueue::default();
+        let a = q.push(paid(&["o-1"], 7));
+        let b = q.push(paid(&["o-2", "o-3"], 7));
+        let later = q.push(paid(&["o-4"], 8));
+        let (tickets, merged) = q.take().unwrap();
+        assert_eq!(tickets, vec![a, b]);
+        let order = |w: &PaidWrites| -> Vec<String> {
+            w.payments.iter().map(|p| p.order_id.to_string()).collect()
+        };
+        assert_eq!(order(&merged), vec!["o-1", "o-2", "o-3"]);
+        let (tickets, rest) = q.take().unwrap();
+        assert_eq!(
+            (tickets, order(&rest)),
+            (vec![later], vec!["o-4".to_string()])
+        );
     }
 }
