@@ -75,10 +75,28 @@ impl Store {
             .await?;
         let store = Self { pool, backend };
         match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&store.pool).await?,
+            Backend::Sqlite => store.migrate_sqlite().await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&store.pool).await?,
         }
         Ok(store)
+    }
+
+    /// sqlx locks PostgreSQL migrations but not SQLite ones: when the worker and the API open a
+    /// new file at once, each may find a migration unapplied and the slower one fails on the
+    /// tables the other made (its transaction rolls back). Asked again, it finds them applied.
+    async fn migrate_sqlite(&self) -> StoreResult<()> {
+        let mut attempt = 0;
+        loop {
+            match SQLITE_MIGRATIONS.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "SQLite migration raced another process; asking again");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     pub fn backend(&self) -> Backend {
