@@ -35,6 +35,8 @@ pids+=($!)
 pids+=($!)
 for _ in $(seq 1 60); do curl -fs http://127.0.0.1:8080/healthz >/dev/null 2>&1 && break; sleep 0.5; done
 
+echo "Shop         http://127.0.0.1:8080/  (sign in at /signin with any customer name)"
+echo "Admin        http://127.0.0.1:8080/admin  (sign in at /signin as the admin)"
 echo "Temporal UI  http://localhost:8233"
 echo "gRPC API     127.0.0.1:50051 (reflection on; tokens: $bin/starter token --admin)"
 echo "HTTP         http://127.0.0.1:8080 (payment callback, sandbox, /healthz, /metrics)"

@@ -3,11 +3,13 @@
 //! what actually changed, appends the seed's events, persists notifications, commits, and then
 //! hands the new notifications to the sink.
 
-use crate::inputs::*;
 use crate::notify::NotificationSink;
 use crate::queries::RESERVED_ANSWER;
-use crate::store::{self, Backend, JsonRows, Notification, Recipient, Store, StoreError, Tx, i};
+use crate::store::{self, Backend, JsonRows, Recipient, Store, StoreError, Tx, i};
+use crate::unit::{Unit, fail, listing_name};
 use sellwindow_domain::*;
+use sellwindow_workflows::legacy::contract::defs;
+use sellwindow_workflows::legacy::inputs::*;
 use serde_json::json;
 use sqlx::Row;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ pub struct SellWindowActivities {
     sink: Arc<dyn NotificationSink>,
     /// Base of the pay links sent to customers, e.g. `http://127.0.0.1:8080`.
     public_base_url: String,
+    faults: Arc<crate::Faults>,
 }
 
 impl SellWindowActivities {
@@ -27,173 +30,15 @@ impl SellWindowActivities {
             store,
             sink,
             public_base_url: public_base_url.trim_end_matches('/').to_string(),
-        }
-    }
-}
-
-/// One transaction's worth of changes to a listing, with the notifications it produced.
-struct Unit {
-    tx: Tx<'static>,
-    backend: Backend,
-    listing: ListingKey,
-    at: UnixMillis,
-    /// Events waiting to be appended in one statement (flushed before any other event).
-    queued: Vec<store::NewEvent>,
-    notes: Vec<Notification>,
-}
-
-impl Unit {
-    async fn begin(
-        store: &Store,
-        listing: &ListingKey,
-        at: UnixMillis,
-    ) -> Result<Self, StoreError> {
-        Ok(Self {
-            tx: store.begin().await?,
-            backend: store.backend(),
-            listing: listing.clone(),
-            at,
-            queued: Vec::new(),
-            notes: Vec::new(),
-        })
-    }
-
-    fn new_event(
-        &self,
-        key: &str,
-        name: &str,
-        order: Option<&OrderId>,
-        payload: serde_json::Value,
-    ) -> store::NewEvent {
-        let mut payload = payload;
-        payload["sellWindowId"] = json!(self.listing.sell_window_id);
-        payload["productId"] = json!(self.listing.product_id);
-        store::NewEvent {
-            key: key.to_string(),
-            name: name.to_string(),
-            sell_window: Some(self.listing.sell_window_id.clone()),
-            product: Some(self.listing.product_id.clone()),
-            order: order.cloned(),
-            payload,
-            at: self.at,
+            faults: Arc::default(),
         }
     }
 
-    /// Appends an event after the queued ones; returns whether it was new.
-    async fn event(
-        &mut self,
-        key: &str,
-        name: &str,
-        order: Option<&OrderId>,
-        payload: serde_json::Value,
-    ) -> Result<bool, StoreError> {
-        self.queue(key, name, order, payload);
-        let last = self.queued.pop().expect("just queued");
-        self.flush().await?;
-        Ok(store::emit_all(&mut self.tx, self.backend, std::slice::from_ref(&last)).await? == 1)
+    /// The same activities with test fault injection armed through `faults`.
+    pub fn with_faults(mut self, faults: Arc<crate::Faults>) -> Self {
+        self.faults = faults;
+        self
     }
-
-    /// Queues a per-order event; queued events are appended together, in order.
-    fn queue(
-        &mut self,
-        key: &str,
-        name: &str,
-        order: Option<&OrderId>,
-        payload: serde_json::Value,
-    ) {
-        let e = self.new_event(key, name, order, payload);
-        self.queued.push(e);
-    }
-
-    async fn flush(&mut self) -> Result<(), StoreError> {
-        if !self.queued.is_empty() {
-            store::emit_all(&mut self.tx, self.backend, &self.queued).await?;
-            self.queued.clear();
-        }
-        Ok(())
-    }
-
-    async fn notify(
-        &mut self,
-        recipient: Recipient,
-        recipient_id: &str,
-        kind: &str,
-        about: &str,
-        order: Option<&OrderId>,
-        message: String,
-    ) -> Result<(), StoreError> {
-        let n = Notification {
-            id: format!("ntf-{}", digest(&[kind, recipient_id, about])),
-            recipient,
-            recipient_id: recipient_id.to_string(),
-            kind: kind.to_string(),
-            sell_window_id: Some(self.listing.sell_window_id.clone()),
-            product_id: Some(self.listing.product_id.clone()),
-            order_id: order.cloned(),
-            message,
-            created_at: self.at,
-        };
-        self.notes.push(n);
-        Ok(())
-    }
-
-    async fn set_phase(&mut self, phase: Phase) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE product_sell_windows SET phase = $1 WHERE sell_window_id = $2 AND product_id = $3",
-        )
-        .bind(phase.as_str())
-        .bind(self.listing.sell_window_id.as_str())
-        .bind(self.listing.product_id.as_str())
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    /// Commits, then hands what was newly persisted to the sink in the background: a slow
-    /// sink never holds the activity open. Whatever is not delivered keeps `delivered_at`
-    /// empty and is retried by the worker's redelivery loop.
-    async fn commit(
-        mut self,
-        store: &Store,
-        sink: &Arc<dyn NotificationSink>,
-    ) -> Result<(), StoreError> {
-        self.flush().await?;
-        let new = store::save_notifications(&mut self.tx, &self.notes).await?;
-        self.tx.commit().await?;
-        let fresh: Vec<Notification> = self
-            .notes
-            .into_iter()
-            .filter(|n| new.contains(&n.id))
-            .collect();
-        if fresh.is_empty() {
-            return Ok(());
-        }
-        let (store, sink, at) = (store.clone(), sink.clone(), self.at);
-        tokio::spawn(async move {
-            let mut delivered = Vec::new();
-            for n in &fresh {
-                match sink.deliver(n).await {
-                    Ok(()) => delivered.push(n.id.as_str()),
-                    Err(e) => {
-                        tracing::warn!(notification = %n.id, error = %e, "notification not delivered")
-                    }
-                }
-            }
-            if let Err(e) = store::mark_delivered_all(&store, &delivered, at).await {
-                tracing::warn!(error = %e, "delivered notifications not marked");
-            }
-        });
-        Ok(())
-    }
-}
-
-fn listing_name(l: &ListingKey) -> String {
-    format!("{} / {}", l.sell_window_id, l.product_id)
-}
-
-fn fail(e: StoreError) -> ActivityError {
-    tracing::warn!(error = %e, "activity failed; Temporal will retry it");
-    ActivityError::from(anyhow::Error::new(e))
 }
 
 #[activities]
@@ -201,16 +46,17 @@ impl SellWindowActivities {
     /// The quota-locking write: the batch's orders, the quota row and the aggregator counter in
     /// one transaction. The conditional update refuses to take the quota row past `max_qty`
     /// (and the row's CHECK would too), whatever any other writer did.
-    #[activity]
+    #[activity(definition = defs::RecordReservations)]
     pub async fn record_reservations(
         self: Arc<Self>,
         _ctx: ActivityContext,
         w: ReservationWrite,
     ) -> Result<(), ActivityError> {
+        self.faults.before_reservation_write().await;
         self.record_reservations_tx(&w).await.map_err(fail)
     }
 
-    #[activity]
+    #[activity(definition = defs::ConfirmBatch)]
     pub async fn confirm_batch(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -219,7 +65,7 @@ impl SellWindowActivities {
         self.confirm_batch_tx(&w).await.map_err(fail)
     }
 
-    #[activity]
+    #[activity(definition = defs::OpenPayments)]
     pub async fn open_payments(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -228,7 +74,7 @@ impl SellWindowActivities {
         self.open_payments_tx(&w).await.map_err(fail)
     }
 
-    #[activity]
+    #[activity(definition = defs::MarkPaid)]
     pub async fn mark_paid(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -239,7 +85,7 @@ impl SellWindowActivities {
 
     /// Successful payments of one listing, applied together: what `mark_paid` does for one,
     /// in set-based statements.
-    #[activity]
+    #[activity(definition = defs::MarkPaidMany)]
     pub async fn mark_paid_many(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -248,7 +94,7 @@ impl SellWindowActivities {
         self.mark_paid_many_tx(&w).await.map_err(fail)
     }
 
-    #[activity]
+    #[activity(definition = defs::RecordPaymentFailure)]
     pub async fn record_payment_failure(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -257,7 +103,7 @@ impl SellWindowActivities {
         self.record_payment_failure_tx(&w).await.map_err(fail)
     }
 
-    #[activity]
+    #[activity(definition = defs::ReleaseOrders)]
     pub async fn release_orders(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -266,7 +112,7 @@ impl SellWindowActivities {
         self.release_orders_tx(&w).await.map_err(fail)
     }
 
-    #[activity]
+    #[activity(definition = defs::RefundPayment)]
     pub async fn refund_payment(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -275,7 +121,7 @@ impl SellWindowActivities {
         self.refund_payment_tx(&w).await.map_err(fail)
     }
 
-    #[activity]
+    #[activity(definition = defs::FinalizeListing)]
     pub async fn finalize_listing(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -285,7 +131,7 @@ impl SellWindowActivities {
     }
 
     /// Stores one part of a hand-over (a local activity: its input stays out of history).
-    #[activity]
+    #[activity(definition = defs::SaveHandoverPart)]
     pub async fn save_handover_part(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -295,7 +141,7 @@ impl SellWindowActivities {
     }
 
     /// Reads one part of a hand-over back in the next run.
-    #[activity]
+    #[activity(definition = defs::LoadHandoverPart)]
     pub async fn load_handover_part(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -305,7 +151,7 @@ impl SellWindowActivities {
     }
 
     /// Deletes a listing's hand-over parts once its new run holds them.
-    #[activity]
+    #[activity(definition = defs::DropHandover)]
     pub async fn drop_handover(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -314,7 +160,7 @@ impl SellWindowActivities {
         self.store.drop_handover(&listing).await.map_err(fail)
     }
 
-    #[activity]
+    #[activity(definition = defs::CompleteStep)]
     pub async fn complete_step(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -588,7 +434,7 @@ impl SellWindowActivities {
             .bind(w.listing.product_id.as_str())
             .execute(&mut *u.tx)
             .await?;
-            sqlx::query("UPDATE payments SET status = 'SUCCEEDED', updated_at = $1 WHERE id = $2")
+            sqlx::query("UPDATE payments SET status = 'SUCCEEDED', charged_at = COALESCE(charged_at, $1), updated_at = $1 WHERE id = $2")
                 .bind(w.at.0)
                 .bind(w.payment_id.as_str())
                 .execute(&mut *u.tx)
@@ -665,7 +511,7 @@ impl SellWindowActivities {
         .await?;
         let payments = id_rows(paid.iter().map(|p| p.payment_id.as_str()));
         sqlx::query(&format!(
-            "UPDATE payments SET status = 'SUCCEEDED', updated_at = $1 WHERE id IN (SELECT {} {})",
+            "UPDATE payments SET status = 'SUCCEEDED', charged_at = COALESCE(charged_at, $1), updated_at = $1 WHERE id IN (SELECT {} {})",
             j.text("id"),
             j.from(2)
         ))
@@ -902,7 +748,7 @@ impl SellWindowActivities {
     pub async fn refund_payment_tx(&self, w: &RefundWrite) -> Result<(), StoreError> {
         let mut u = Unit::begin(&self.store, &w.listing, w.at).await?;
         let refunded = sqlx::query(
-            "UPDATE payments SET status = 'REFUNDED', updated_at = $1 WHERE id = $2 AND status <> 'REFUNDED'",
+            "UPDATE payments SET status = 'REFUNDED', charged_at = COALESCE(charged_at, $1), refunded_at = $1, updated_at = $1 WHERE id = $2 AND status <> 'REFUNDED'",
         )
         .bind(w.at.0)
         .bind(w.payment_id.as_str())
@@ -1195,7 +1041,7 @@ fn id_rows<'a>(ids: impl Iterator<Item = &'a str>) -> String {
 
 /// Records each new order as the first answer under its customer's idempotency key (a key
 /// that already has one keeps it). The API stores refusals itself.
-async fn save_order_answers(
+pub(crate) async fn save_order_answers(
     tx: &mut Tx<'static>,
     backend: Backend,
     answers: &[OrderAnswer],

@@ -3,11 +3,16 @@
 //! carries, so Temporal may run it any number of times and the effect happens once.
 
 pub mod activities;
-pub mod inputs;
+pub mod faults;
+pub mod listing;
+pub mod lists;
 pub mod notify;
 pub mod queries;
 pub mod store;
+pub mod unit;
 
 pub use activities::SellWindowActivities;
+pub use faults::Faults;
+pub use listing::ListingActivities;
 pub use notify::{LogSink, NotificationSink};
 pub use store::{Backend, Store, StoreError};

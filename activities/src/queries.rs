@@ -107,6 +107,10 @@ pub struct NotificationRow {
     pub message: String,
     pub created_at: i64,
     pub delivered: bool,
+    /// PENDING, DELIVERED, or DEAD (every attempt failed).
+    pub delivery_status: &'static str,
+    pub delivery_attempts: u32,
+    pub last_delivery_error: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,8 +147,7 @@ pub struct NewListing {
     pub min_paid_policy: MinPaidPolicy,
 }
 
-/// The default production template when a product names no steps.
-pub const DEFAULT_WORK_STEPS: [&str; 4] = ["prepare materials", "produce", "quality check", "pack"];
+pub use sellwindow_workflows::machine::DEFAULT_WORK_STEPS;
 
 fn money(row: &AnyRow, cur: &str, amt: &str) -> StoreResult<Money> {
     let currency = Currency::parse(row.try_get::<String, _>(cur)?)
@@ -241,8 +244,8 @@ impl Store {
         for (l, workflow_id) in listings {
             let p = l.product_id.as_str();
             sqlx::query(
-                "INSERT INTO product_sell_windows (sell_window_id, product_id, min_qty, max_qty, payment_window_ms, per_customer_limit, min_paid_policy, workflow_id, phase) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'OPEN')",
+                "INSERT INTO product_sell_windows (sell_window_id, product_id, min_qty, max_qty, payment_window_ms, per_customer_limit, min_paid_policy, workflow_id, phase, workflow_type) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'OPEN', 'SellWindow')",
             )
             .bind(id.as_str())
             .bind(p)
@@ -314,32 +317,6 @@ impl Store {
         }))
     }
 
-    pub async fn sell_windows(
-        &self,
-        open_only: bool,
-        now: UnixMillis,
-    ) -> StoreResult<Vec<SellWindowRow>> {
-        let ids: Vec<String> = sqlx::query(
-            "SELECT id FROM sell_windows WHERE ($1 = 0 OR close_at > $2) ORDER BY close_at DESC, id LIMIT 200",
-        )
-        .bind(i64::from(open_only))
-        .bind(now.0)
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|r| r.try_get("id"))
-            .collect::<Result<_, _>>()?;
-        let mut out = Vec::new();
-        for id in ids {
-            let id =
-                SellWindowId::parse(id).map_err(|e| StoreError::Inconsistent(e.to_string()))?;
-            if let Some(w) = self.sell_window(&id).await? {
-                out.push(w);
-            }
-        }
-        Ok(out)
-    }
-
     pub async fn listings(&self, sw: &SellWindowId) -> StoreResult<Vec<ListingRow>> {
         let rows = sqlx::query(
             "SELECT l.product_id, p.name AS product_name, p.currency, p.unit_price_minor, l.min_qty, l.max_qty, l.payment_window_ms, \
@@ -392,12 +369,12 @@ impl Store {
             .collect()
     }
 
-    const ORDER_COLS: &'static str = "o.id, o.sell_window_id, o.product_id, o.customer_id, o.qty, o.currency, o.amount_minor, o.status, \
+    pub(crate) const ORDER_COLS: &'static str = "o.id, o.sell_window_id, o.product_id, o.customer_id, o.qty, o.currency, o.amount_minor, o.status, \
         o.payment_due_at, o.payment_failed_count, o.last_payment_error, o.created_at, \
         (SELECT p.id FROM payments p WHERE p.order_id = o.id ORDER BY p.attempt DESC LIMIT 1) AS payment_id, \
         (SELECT p.pay_url FROM payments p WHERE p.order_id = o.id ORDER BY p.attempt DESC LIMIT 1) AS pay_url";
 
-    fn order_row(r: &AnyRow) -> StoreResult<OrderRow> {
+    pub(crate) fn order_row(r: &AnyRow) -> StoreResult<OrderRow> {
         Ok(OrderRow {
             id: OrderId::parse(r.try_get::<String, _>("id")?)
                 .map_err(|e| StoreError::Inconsistent(e.to_string()))?,
@@ -418,141 +395,13 @@ impl Store {
 
     pub async fn order(&self, id: &OrderId) -> StoreResult<Option<OrderRow>> {
         let r = sqlx::query(&format!(
-            "SELECT {} FROM orders o WHERE o.id = $1",
+            "SELECT {} FROM orders o WHERE o.id = $1 AND o.voided_at IS NULL",
             Self::ORDER_COLS
         ))
         .bind(id.as_str())
         .fetch_optional(self.pool())
         .await?;
         r.as_ref().map(Self::order_row).transpose()
-    }
-
-    pub async fn orders_of_listing(
-        &self,
-        sw: &SellWindowId,
-        product: Option<&ProductId>,
-    ) -> StoreResult<Vec<OrderRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM orders o WHERE o.sell_window_id = $1 AND ($2 = '' OR o.product_id = $2) ORDER BY o.created_at, o.id",
-            Self::ORDER_COLS
-        ))
-        .bind(sw.as_str())
-        .bind(product.map(|p| p.to_string()).unwrap_or_default())
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(Self::order_row).collect()
-    }
-
-    pub async fn orders_of_customer(&self, customer: &CustomerId) -> StoreResult<Vec<OrderRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM orders o WHERE o.customer_id = $1 ORDER BY o.created_at, o.id",
-            Self::ORDER_COLS
-        ))
-        .bind(customer.as_str())
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(Self::order_row).collect()
-    }
-
-    pub async fn events(&self, sw: &SellWindowId, after_seq: i64) -> StoreResult<Vec<EventRow>> {
-        let rows = sqlx::query(
-            "SELECT seq, name, sell_window_id, product_id, order_id, payload, occurred_at FROM events \
-             WHERE sell_window_id = $1 AND seq > $2 ORDER BY seq LIMIT 10000",
-        )
-        .bind(sw.as_str())
-        .bind(after_seq)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(EventRow {
-                    seq: r.try_get("seq")?,
-                    name: r.try_get("name")?,
-                    sell_window_id: r.try_get("sell_window_id")?,
-                    product_id: r.try_get("product_id")?,
-                    order_id: r.try_get("order_id")?,
-                    payload: r.try_get("payload")?,
-                    occurred_at: r.try_get("occurred_at")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Notifications for one recipient (customer) or, with `recipient` None, for the admin;
-    /// optionally only one window's.
-    pub async fn notifications(
-        &self,
-        recipient: Option<&CustomerId>,
-        sw: Option<&SellWindowId>,
-    ) -> StoreResult<Vec<NotificationRow>> {
-        let (kind, who) = match recipient {
-            Some(c) => ("CUSTOMER", c.to_string()),
-            None => ("ADMIN", String::new()),
-        };
-        let rows = sqlx::query(
-            "SELECT id, recipient_kind, recipient_id, kind, sell_window_id, product_id, order_id, message, created_at, delivered_at \
-             FROM notifications WHERE ($1 = 'ADMIN' OR (recipient_kind = 'CUSTOMER' AND recipient_id = $2)) \
-             AND ($3 = '' OR sell_window_id = $3) ORDER BY created_at, id LIMIT 10000",
-        )
-        .bind(kind)
-        .bind(who)
-        .bind(sw.map(|s| s.to_string()).unwrap_or_default())
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(NotificationRow {
-                    id: r.try_get("id")?,
-                    recipient_kind: r.try_get("recipient_kind")?,
-                    recipient_id: r.try_get("recipient_id")?,
-                    kind: r.try_get("kind")?,
-                    sell_window_id: r.try_get("sell_window_id")?,
-                    product_id: r.try_get("product_id")?,
-                    order_id: r.try_get("order_id")?,
-                    message: r.try_get("message")?,
-                    created_at: r.try_get("created_at")?,
-                    delivered: r.try_get::<Option<i64>, _>("delivered_at")?.is_some(),
-                })
-            })
-            .collect()
-    }
-
-    pub async fn work_orders(
-        &self,
-        sw: Option<&SellWindowId>,
-        id: Option<&WorkOrderId>,
-    ) -> StoreResult<Vec<WorkOrderRow>> {
-        let rows = sqlx::query(
-            "SELECT id, batch_id, sell_window_id, product_id, product_qty, status FROM work_orders \
-             WHERE ($1 = '' OR sell_window_id = $1) AND ($2 = '' OR id = $2) ORDER BY created_at, id",
-        )
-        .bind(sw.map(|s| s.to_string()).unwrap_or_default())
-        .bind(id.map(|s| s.to_string()).unwrap_or_default())
-        .fetch_all(self.pool())
-        .await?;
-        let mut out = Vec::new();
-        for r in rows {
-            let id: String = r.try_get("id")?;
-            let steps = sqlx::query("SELECT id, position, name, status FROM work_steps WHERE work_order_id = $1 ORDER BY position")
-                .bind(&id)
-                .fetch_all(self.pool())
-                .await?
-                .iter()
-                .map(|s| Ok((s.try_get("id")?, u(s, "position")?, s.try_get("name")?, s.try_get("status")?)))
-                .collect::<StoreResult<Vec<_>>>()?;
-            out.push(WorkOrderRow {
-                id,
-                batch_id: r.try_get("batch_id")?,
-                sell_window_id: SellWindowId::parse(r.try_get::<String, _>("sell_window_id")?)
-                    .map_err(|e| StoreError::Inconsistent(e.to_string()))?,
-                product_id: ProductId::parse(r.try_get::<String, _>("product_id")?)
-                    .map_err(|e| StoreError::Inconsistent(e.to_string()))?,
-                product_qty: u(&r, "product_qty")?,
-                status: r.try_get("status")?,
-                steps,
-            });
-        }
-        Ok(out)
     }
 
     pub async fn payment(&self, id: &PaymentId) -> StoreResult<Option<PaymentRow>> {
@@ -690,7 +539,10 @@ impl Store {
     }
 
     /// Stores a hand-over part; storing it again (a retried activity) writes the same data.
-    pub async fn save_handover_part(&self, p: &crate::inputs::HandoverPart) -> StoreResult<()> {
+    pub async fn save_handover_part(
+        &self,
+        p: &sellwindow_workflows::legacy::inputs::HandoverPart,
+    ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO handover_parts (token, part, sell_window_id, product_id, data, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (token, part) DO UPDATE SET data = excluded.data",
@@ -708,7 +560,7 @@ impl Store {
 
     pub async fn load_handover_part(
         &self,
-        r: &crate::inputs::HandoverPartRef,
+        r: &sellwindow_workflows::legacy::inputs::HandoverPartRef,
     ) -> StoreResult<String> {
         let row = sqlx::query("SELECT data FROM handover_parts WHERE token = $1 AND part = $2")
             .bind(r.token.as_str())
@@ -725,7 +577,10 @@ impl Store {
     }
 
     /// Deletes every hand-over part of a listing (also those of a hand-over that was redone).
-    pub async fn drop_handover(&self, listing: &crate::inputs::ListingKey) -> StoreResult<()> {
+    pub async fn drop_handover(
+        &self,
+        listing: &sellwindow_workflows::legacy::inputs::ListingKey,
+    ) -> StoreResult<()> {
         sqlx::query("DELETE FROM handover_parts WHERE sell_window_id = $1 AND product_id = $2")
             .bind(listing.sell_window_id.as_str())
             .bind(listing.product_id.as_str())
@@ -734,29 +589,101 @@ impl Store {
         Ok(())
     }
 
-    /// Records a verified provider callback. Returns false when its event id was signalled
-    /// already (a replay: nothing changes twice).
+    /// Records a verified provider callback in its listing's inbox. Returns false when its
+    /// event id was handed to the listing already (a replay: nothing changes twice).
     pub async fn record_callback(
         &self,
-        event_id: &str,
-        payment: &PaymentId,
-        outcome: PaymentOutcome,
+        r: &PaymentResult,
+        listing: &ListingKey,
         at: UnixMillis,
     ) -> StoreResult<bool> {
         sqlx::query(
-            "INSERT INTO payment_callbacks (event_id, payment_id, outcome, received_at) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO payment_callbacks (event_id, payment_id, outcome, received_at, order_id, sell_window_id, product_id, error, occurred_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING",
         )
-        .bind(event_id)
-        .bind(payment.as_str())
-        .bind(outcome.as_str())
+        .bind(&r.event_id)
+        .bind(r.payment_id.as_str())
+        .bind(r.outcome.as_str())
         .bind(at.0)
+        .bind(r.order_id.as_str())
+        .bind(listing.sell_window_id.as_str())
+        .bind(listing.product_id.as_str())
+        .bind(r.error.as_deref())
+        .bind(r.occurred_at.0)
         .execute(self.pool())
         .await?;
+        let event_id = r.event_id.as_str();
         let r = sqlx::query("SELECT signalled_at FROM payment_callbacks WHERE event_id = $1")
             .bind(event_id)
             .fetch_one(self.pool())
             .await?;
         Ok(r.try_get::<Option<i64>, _>("signalled_at")?.is_none())
+    }
+
+    /// Records a verified callback whose amount is not its payment's: never counted, noted on
+    /// the payment, and the admin told (once per event). Returns false for a replay.
+    pub async fn record_mismatched_callback(
+        &self,
+        r: &PaymentResult,
+        said: &str,
+        expected: &Money,
+        at: UnixMillis,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let note = format!("amount mismatch: reported {said}, expected {expected}");
+        let new = sqlx::query(
+            "INSERT INTO payment_callbacks (event_id, payment_id, outcome, received_at, signalled_at, note) \
+             VALUES ($1, $2, $3, $4, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(&r.event_id)
+        .bind(r.payment_id.as_str())
+        .bind(r.outcome.as_str())
+        .bind(at.0)
+        .bind(&note)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if new {
+            sqlx::query("UPDATE payments SET last_error = $1, updated_at = $2 WHERE id = $3")
+                .bind(&note)
+                .bind(at.0)
+                .bind(r.payment_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let n = store::Notification {
+                id: format!(
+                    "ntf-{}",
+                    digest(&["payment_amount_mismatch", "admin", &r.event_id])
+                ),
+                recipient: store::Recipient::Admin,
+                recipient_id: "admin".into(),
+                kind: "payment_amount_mismatch".into(),
+                sell_window_id: None,
+                product_id: None,
+                order_id: Some(r.order_id.clone()),
+                message: format!(
+                    "Payment {} for order {} was reported {} with {said}, not the order's {expected}: it was not counted. Check it with the provider.",
+                    r.payment_id, r.order_id, r.outcome
+                ),
+                created_at: at,
+            };
+            store::save_notification(&mut tx, &n).await?;
+        }
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// The workflow type running a listing (the first shape's listings take their payment
+    /// outcomes as signals; the current one reads its inbox).
+    pub async fn listing_workflow_type(&self, listing: &ListingKey) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT workflow_type FROM product_sell_windows WHERE sell_window_id = $1 AND product_id = $2",
+        )
+        .bind(listing.sell_window_id.as_str())
+        .bind(listing.product_id.as_str())
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     pub async fn mark_callback_signalled(&self, event_id: &str, at: UnixMillis) -> StoreResult<()> {

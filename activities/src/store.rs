@@ -192,6 +192,14 @@ impl JsonRows {
         }
     }
 
+    /// The array bound as `$param` as a table named `r`, for `UPDATE … FROM` (no order).
+    pub fn source(self, param: u32) -> String {
+        match self.0 {
+            Backend::Postgres => format!("jsonb_array_elements(CAST(${param} AS jsonb)) AS r(v)"),
+            Backend::Sqlite => format!("json_each(${param}) AS r"),
+        }
+    }
+
     /// `FROM …` over the array bound as `$param`, in order. Ends with a WHERE clause, so an
     /// `INSERT … SELECT` may follow it with `ON CONFLICT` (SQLite's parser needs one).
     pub fn from(self, param: u32) -> String {
@@ -301,16 +309,20 @@ pub struct Notification {
 
 /// Persists notifications once each (ids are derived from what they are about). Returns the
 /// ids that were new, so only those are delivered.
+///
+/// With `claimed_until`, the new rows are claimed for the caller's own delivery until then, so
+/// the redelivery loop of any worker leaves them alone while that delivery is under way.
 pub async fn save_notifications(
     tx: &mut Tx<'_>,
     notes: &[Notification],
+    claimed_until: Option<UnixMillis>,
 ) -> StoreResult<std::collections::HashSet<String>> {
     let mut new = std::collections::HashSet::new();
     for chunk in notes.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO notifications (id, recipient_kind, recipient_id, kind, sell_window_id, product_id, order_id, message, created_at) \
+            "INSERT INTO notifications (id, recipient_kind, recipient_id, kind, sell_window_id, product_id, order_id, message, created_at, claimed_until) \
              VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
-            placeholders(chunk.len(), 9)
+            placeholders(chunk.len(), 10)
         );
         let mut q = sqlx::query(&sql);
         for n in chunk {
@@ -323,7 +335,8 @@ pub async fn save_notifications(
                 .bind(n.product_id.as_ref().map(|s| s.to_string()))
                 .bind(n.order_id.as_ref().map(|s| s.to_string()))
                 .bind(n.message.as_str())
-                .bind(n.created_at.0);
+                .bind(n.created_at.0)
+                .bind(claimed_until.map(|t| t.0));
         }
         for row in q.fetch_all(&mut **tx).await? {
             new.insert(row.try_get::<String, _>("id")?);
@@ -334,7 +347,7 @@ pub async fn save_notifications(
 
 /// Persists one notification once; returns whether it was new.
 pub async fn save_notification(tx: &mut Tx<'_>, n: &Notification) -> StoreResult<bool> {
-    Ok(!save_notifications(tx, std::slice::from_ref(n))
+    Ok(!save_notifications(tx, std::slice::from_ref(n), None)
         .await?
         .is_empty())
 }

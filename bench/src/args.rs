@@ -8,7 +8,10 @@ usage:
                  [--baseline-clients 2,8,32,64] [--baseline-seconds 4] [--no-baseline]
   bench finalize [--orders 10000] [--customers 256] [--paid-percent 90] [--close-in SECS]
   bench listings [--listings 50] [--customers-per-listing 8] [--seconds 10] [--warmup 1]
-  bench smoke    (same as `bench --smoke`): all three, tiny and quick, on SQLite (CI)
+  bench endings  [--orders 100000]   every ending of a listing that size, timed and checked
+  bench overload [--customers 5000] [--seconds 20]   far past capacity: bounded memory,
+                 refusals answered at once, nothing oversold
+  bench smoke    (same as `bench --smoke`): all of them, tiny and quick, on SQLite (CI)
 common options:
   --store postgres|sqlite   the app's store (default postgres; sqlite with --smoke)
   --postgres-url URL        default postgres://postgres@127.0.0.1:5432/postgres; scratch
@@ -16,9 +19,13 @@ common options:
   --json FILE               write every figure as JSON
   --smoke                   tiny N and ~2 s phases; skips the baseline if PostgreSQL is down
   --cap N                   the reserve listings' cap (default 1000000, the largest allowed)
-  --clients-per-connection N  simulated customers sharing one HTTP/2 connection (default 32)";
+  --clients-per-connection N  simulated customers sharing one HTTP/2 connection (default 1;
+                            overload: 32)
+  --in-process              run the API and the worker inside the bench process (the smoke run
+                            does); by default they run as their own processes, the `starter`
+                            binary beside the bench's (cargo build --release --bins)";
 
-const FLAGS: &[&str] = &["smoke", "no-baseline", "keep-going", "help"];
+const FLAGS: &[&str] = &["smoke", "no-baseline", "keep-going", "help", "in-process"];
 
 pub struct Args {
     pub command: String,
@@ -70,9 +77,15 @@ impl Args {
             Some(c) => c,
             None if smoke => "smoke".to_string(),
             None if flags.iter().any(|f| f == "help") => "help".to_string(),
-            None => anyhow::bail!("which benchmark? reserve, finalize, listings or smoke"),
+            None => anyhow::bail!(
+                "which benchmark? reserve, finalize, listings, endings, overload or smoke"
+            ),
         };
-        if !["reserve", "finalize", "listings", "smoke", "help"].contains(&command.as_str()) {
+        if ![
+            "reserve", "finalize", "listings", "endings", "overload", "smoke", "help",
+        ]
+        .contains(&command.as_str())
+        {
             anyhow::bail!("unknown command {command:?}");
         }
         Ok(Self {

@@ -1,8 +1,10 @@
 //! The bar to beat: the seed's own reserve step done raw on PostgreSQL. Per reservation one
-//! transaction: `SELECT … FROM sell_window_quota … FOR UPDATE`, check OPEN and room,
-//! `UPDATE … SET sold_qty = sold_qty + 1` (CLOSED at the cap), `INSERT INTO orders …`, commit.
-//! It runs on a scratch database with the app's own schema (its migrations), over the native
-//! PostgreSQL driver with prepared statements: the fastest honest form of the seed's design.
+//! transaction: `SELECT … FROM sell_window_quota … FOR UPDATE`, `UPDATE … SET sold_qty =
+//! sold_qty + 1` (CLOSED at the cap, never past it), `INSERT INTO orders …`, commit. It runs on
+//! a scratch database with the app's own schema (its migrations), driven by PostgreSQL's own
+//! `pgbench` (C, libpq, prepared statements: the strongest client there is) swept over client
+//! counts; the best level is the baseline. Without `pgbench` on the machine the same
+//! transaction is driven from Rust (sqlx), and the report says so.
 
 use crate::load::Latencies;
 use serde::Serialize;
@@ -93,7 +95,12 @@ pub async fn drop_database(admin_url: &str, name: &str) {
 pub async fn run(admin_url: &str, clients: &[usize], seconds: f64) -> anyhow::Result<Baseline> {
     let name = format!("sw_bench_{}", std::process::id());
     let url = create_database(admin_url, &name).await?;
-    let r = sweep(&url, clients, seconds).await;
+    let with_pgbench = pgbench_available().await;
+    let r = if with_pgbench {
+        pgbench_sweep(&url, clients, seconds).await
+    } else {
+        sweep(&url, clients, seconds).await
+    };
     drop_database(admin_url, &name).await;
     let levels = r?;
     let best = levels
@@ -101,7 +108,11 @@ pub async fn run(admin_url: &str, clients: &[usize], seconds: f64) -> anyhow::Re
         .max_by(|a, b| a.reservations_per_sec.total_cmp(&b.reservations_per_sec))
         .ok_or_else(|| anyhow::anyhow!("no baseline level ran"))?;
     Ok(Baseline {
-        database: "PostgreSQL (scratch database, the app's schema)".into(),
+        database: if with_pgbench {
+            "pgbench on PostgreSQL (scratch database, the app's schema)".into()
+        } else {
+            "sqlx on PostgreSQL (no pgbench here; scratch database, the app's schema)".into()
+        },
         best_clients: best.clients,
         best_per_sec: best.reservations_per_sec,
         levels,
@@ -125,18 +136,7 @@ async fn sweep(url: &str, clients: &[usize], seconds: f64) -> anyhow::Result<Vec
     let mut levels = Vec::new();
     for &n in clients {
         let level = one_level(&pool, n, seconds).await?;
-        println!(
-            "  {:>3} clients: {:>8.0} reservations/s  p50 {:>6.1} ms  p99 {:>6.1} ms{}",
-            level.clients,
-            level.reservations_per_sec,
-            level.p50_ms,
-            level.p99_ms,
-            if level.errors > 0 {
-                format!("  ({} errors)", level.errors)
-            } else {
-                String::new()
-            }
-        );
+        print_level(&level, "errors");
         levels.push(level);
     }
     pool.close().await;
@@ -268,4 +268,142 @@ async fn reserve_once(
     .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+async fn pgbench_available() -> bool {
+    tokio::process::Command::new("pgbench")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+/// The seed's reserve transaction as a pgbench script, on the quota row of `sw`.
+fn pgbench_script(sw: &str) -> String {
+    format!(
+        "BEGIN;\n\
+         SELECT max_qty, sold_qty, status FROM sell_window_quota WHERE sell_window_id = '{sw}' AND product_id = 'prd-baseline' FOR UPDATE;\n\
+         UPDATE sell_window_quota SET sold_qty = sold_qty + 1, status = CASE WHEN sold_qty + 1 >= max_qty THEN 'CLOSED' ELSE status END \
+         WHERE sell_window_id = '{sw}' AND product_id = 'prd-baseline' AND status = 'OPEN' AND sold_qty + 1 <= max_qty;\n\
+         INSERT INTO orders (id, sell_window_id, product_id, customer_id, qty, currency, amount_minor, status, created_at, updated_at) \
+         VALUES ('ord-pg-' || gen_random_uuid(), '{sw}', 'prd-baseline', 'cus-pg-' || :client_id, 1, 'TWD', 45000, 'RESERVED', 0, 0);\n\
+         COMMIT;\n"
+    )
+}
+
+async fn pgbench_sweep(
+    url: &str,
+    clients: &[usize],
+    seconds: f64,
+) -> anyhow::Result<Vec<BaselineLevel>> {
+    let store = sellwindow_activities::Store::connect(url).await?;
+    println!(
+        "\nbaseline: pgbench running the seed's reserve step (SELECT … FOR UPDATE, UPDATE, INSERT, COMMIT), {seconds} s per level"
+    );
+    let mut levels = Vec::new();
+    for &n in clients {
+        let level = pgbench_level(&store, url, n, seconds).await?;
+        print_level(&level, "failed transactions");
+        levels.push(level);
+    }
+    store.pool().close().await;
+    Ok(levels)
+}
+
+async fn pgbench_level(
+    store: &sellwindow_activities::Store,
+    url: &str,
+    clients: usize,
+    seconds: f64,
+) -> anyhow::Result<BaselineLevel> {
+    let sw = format!("sw-pgbench-{clients}");
+    sqlx::query(
+        "INSERT INTO sell_window_quota (sell_window_id, product_id, min_qty, max_qty, sold_qty, status) \
+         VALUES ($1, 'prd-baseline', 1, 1000000000, 0, 'OPEN')",
+    )
+    .bind(&sw)
+    .execute(store.pool())
+    .await?;
+    let dir = std::env::temp_dir().join(format!("sw-pgbench-{}-{clients}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let script = dir.join("reserve.sql");
+    std::fs::write(&script, pgbench_script(&sw))?;
+    let out = tokio::process::Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-l"])
+        .arg(format!("--log-prefix={}", dir.join("tx").display()))
+        .args(["-c", &clients.to_string()])
+        .args(["-j", &clients.min(2).to_string()])
+        .args(["-T", &(seconds.ceil() as u64).max(1).to_string()])
+        .arg("-f")
+        .arg(&script)
+        .arg(url)
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    anyhow::ensure!(
+        out.status.success(),
+        "pgbench failed: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |prefix: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    let tps =
+        field("tps =").ok_or_else(|| anyhow::anyhow!("no tps in pgbench's output: {text}"))?;
+    let failed = field("number of failed transactions:").unwrap_or(0.0) as u64;
+    // Per-transaction log lines: client, transaction, latency (µs), script, epoch, µs.
+    let mut lat = Latencies::default();
+    for e in std::fs::read_dir(&dir)?.flatten() {
+        if !e.file_name().to_string_lossy().starts_with("tx") {
+            continue;
+        }
+        for line in std::fs::read_to_string(e.path())?.lines() {
+            if let Some(us) = line
+                .split_whitespace()
+                .nth(2)
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                lat.push(Duration::from_micros(us));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let (sold, orders): (i64, i64) = sqlx::query_as(
+        "SELECT q.sold_qty, (SELECT COUNT(*) FROM orders o WHERE o.sell_window_id = q.sell_window_id) \
+         FROM sell_window_quota q WHERE q.sell_window_id = $1",
+    )
+    .bind(&sw)
+    .fetch_one(store.pool())
+    .await?;
+    let s = lat.summary();
+    Ok(BaselineLevel {
+        clients,
+        seconds,
+        reservations: s.count,
+        reservations_per_sec: tps,
+        p50_ms: s.p50_ms,
+        p95_ms: s.p95_ms,
+        p99_ms: s.p99_ms,
+        errors: failed,
+        consistent: sold == orders,
+    })
+}
+
+/// One line per level; `errors` names what its errors count.
+fn print_level(level: &BaselineLevel, errors: &str) {
+    let failed = if level.errors > 0 {
+        format!("  ({} {errors})", level.errors)
+    } else {
+        String::new()
+    };
+    println!(
+        "  {:>3} clients: {:>8.0} reservations/s  p50 {:>6.1} ms  p99 {:>6.1} ms{failed}",
+        level.clients, level.reservations_per_sec, level.p50_ms, level.p99_ms,
+    );
 }

@@ -1,6 +1,7 @@
 //! Where the CPU went during a measured window, from /proc: this process's threads grouped by
 //! name (the API runtime `sw-api`, the worker runtime `sw-worker`, the simulated customers
-//! `sw-load`, SQLite's connection threads), the Temporal dev server (its pid), PostgreSQL (every
+//! `sw-load`, SQLite's connection threads), the stack's own processes by pid (the Temporal dev
+//! server, and the API and the worker when they run as processes), PostgreSQL (every
 //! `postgres` process) and the machine as a whole. Figures are in cores: 1.0 = one core busy for
 //! the whole window (this machine has 2). On a system without /proc it reports nothing.
 
@@ -41,7 +42,18 @@ struct Sample {
     machine_busy: u64,
 }
 
-fn sample(temporal_pid: Option<u32>) -> Sample {
+/// The stack's processes by name ("temporal server", "api", "worker").
+pub type Pids = Vec<(String, u32)>;
+
+/// A process's peak resident memory (VmHWM), in MiB.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kib / 1024.0 * 10.0).round() / 10.0)
+}
+
+fn sample(pids: &Pids) -> Sample {
     let mut s = Sample::default();
     if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
         for e in dir.flatten() {
@@ -52,11 +64,12 @@ fn sample(temporal_pid: Option<u32>) -> Sample {
             }
         }
     }
-    if let Some(pid) = temporal_pid
-        && let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        && let Some((_, t)) = ticks_of(&stat)
-    {
-        s.ticks.insert("temporal server".into(), t);
+    for (name, pid) in pids {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            && let Some((_, t)) = ticks_of(&stat)
+        {
+            s.ticks.insert(name.clone(), t);
+        }
     }
     if let Ok(dir) = std::fs::read_dir("/proc") {
         let mut pg = 0;
@@ -115,13 +128,13 @@ fn round2(x: f64) -> f64 {
 pub struct Sampler(tokio::task::JoinHandle<BTreeMap<String, f64>>);
 
 impl Sampler {
-    pub fn window(temporal_pid: Option<u32>, skip: Duration, length: Duration) -> Self {
+    pub fn window(pids: Pids, skip: Duration, length: Duration) -> Self {
         Self(tokio::spawn(async move {
             tokio::time::sleep(skip).await;
             let t0 = Instant::now();
-            let a = sample(temporal_pid);
+            let a = sample(&pids);
             tokio::time::sleep(length).await;
-            let b = sample(temporal_pid);
+            let b = sample(&pids);
             diff(&a, &b, t0.elapsed())
         }))
     }
@@ -133,22 +146,22 @@ impl Sampler {
 
 /// Starts a measurement now; `stop` ends it.
 pub struct Span {
-    pid: Option<u32>,
+    pids: Pids,
     t0: Instant,
     a: Sample,
 }
 
 impl Span {
-    pub fn start(temporal_pid: Option<u32>) -> Self {
+    pub fn start(pids: Pids) -> Self {
         Self {
-            pid: temporal_pid,
+            a: sample(&pids),
+            pids,
             t0: Instant::now(),
-            a: sample(temporal_pid),
         }
     }
 
     pub fn stop(self) -> BTreeMap<String, f64> {
-        let b = sample(self.pid);
+        let b = sample(&self.pids);
         diff(&self.a, &b, self.t0.elapsed())
     }
 }

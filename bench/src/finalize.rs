@@ -94,7 +94,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
     let estimate =
         margin + slow * (n as f64 / 800.0 + n as f64 / 2000.0 + pay_target as f64 / 150.0) * 1.3;
     let close_in = args.float("close-in", estimate.ceil())?;
-    let per_conn = args.int("clients-per-connection", 32)? as usize;
+    let per_conn = args.int("clients-per-connection", 1)? as usize;
     println!(
         "\nfinalize: {n} orders from {customers} customers on one listing, confirm, pay {paid_percent}% by signed callbacks, close_at in {close_in:.0} s"
     );
@@ -159,7 +159,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
 
     // 2. Confirm → every order has a payment row.
     let admin = stack.admin();
-    let span = cpu::Span::start(stack.temporal_pid);
+    let span = cpu::Span::start(stack.pids());
     let t0 = Instant::now();
     let confirmed = admin
         .admin()
@@ -202,7 +202,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
     .fetch_all(stack.store.pool())
     .await?;
     let to_pay: Vec<(String, String)> = rows.into_iter().take(pay_target as usize).collect();
-    let span = cpu::Span::start(stack.temporal_pid);
+    let span = cpu::Span::start(stack.pids());
     let t0 = Instant::now();
     let callbacks = pay_all(stack, &to_pay, close_at).await;
     let paid_sql = "SELECT COUNT(*) FROM orders WHERE sell_window_id = $1 AND product_id = $2 AND status = 'PAID'";
@@ -224,7 +224,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         );
         println!(
             "  {}",
-            reserve::diagnose(stack, &targets[0].workflow_id).await
+            crate::runs::diagnose(stack, &targets[0].workflow_id).await
         );
     }
 
@@ -234,7 +234,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         println!("  waiting {:.1} s for close_at", wait as f64 / 1000.0);
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
     }
-    let span = cpu::Span::start(stack.temporal_pid);
+    let span = cpu::Span::start(stack.pids());
     let mut finalized = None;
     let mut started = None;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -265,7 +265,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         None => {
             report.fail(format!(
                 "finalize: production.started did not appear within 120 s of close_at; {}",
-                reserve::diagnose(stack, &targets[0].workflow_id).await
+                crate::runs::diagnose(stack, &targets[0].workflow_id).await
             ));
         }
     }
@@ -336,7 +336,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
 
 /// Sends a signed `succeeded` callback for each payment, 64 at a time, stopping short of
 /// `close_at`. Returns the count of answers by HTTP status.
-async fn pay_all(
+pub async fn pay_all(
     stack: &Stack,
     payments: &[(String, String)],
     close_at: i64,
@@ -352,7 +352,7 @@ async fn pay_all(
         tasks.push(tokio::spawn(async move {
             let mut out: BTreeMap<String, u64> = BTreeMap::new();
             loop {
-                let Some((i, (payment_id, order_id))) = queue.lock().await.next() else {
+                let Some((_, (payment_id, order_id))) = queue.lock().await.next() else {
                     break;
                 };
                 if now_ms() >= close_at - 500 {
@@ -361,7 +361,7 @@ async fn pay_all(
                 }
                 let t = now_ms() / 1000;
                 let body = serde_json::json!({
-                    "event_id": format!("evt-bench-{i}"),
+                    "event_id": format!("evt-bench-{payment_id}"),
                     "payment_id": payment_id,
                     "order_id": order_id,
                     "outcome": "succeeded",

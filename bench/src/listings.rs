@@ -42,7 +42,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
     let seconds = args.float("seconds", if args.smoke { 2.0 } else { 10.0 })?;
     let warmup = args.float("warmup", if args.smoke { 0.5 } else { 1.0 })?;
     let cap = args.int("cap", 1_000_000)? as u32;
-    let per_conn = args.int("clients-per-connection", 32)? as usize;
+    let per_conn = args.int("clients-per-connection", 1)? as usize;
     // Growth with listings at a fixed number of customers each (1, …, N listings), and N
     // listings against one listing carrying all their customers at once.
     if !counts.contains(&1) {
@@ -90,7 +90,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         };
         let m0 = stack.api_metrics().await;
         let pg0 = pgstats::sample(&stack.store).await;
-        let sampler = cpu::Sampler::window(stack.temporal_pid, spec.warmup, spec.measure);
+        let sampler = cpu::Sampler::window(stack.pids(), spec.warmup, spec.measure);
         let load = load::run(&clients, &spec).await;
         let cpu_cores = sampler.finish().await;
         let db = pgstats::after(&stack.store, pg0, load.reservations_ok_total).await;

@@ -95,10 +95,13 @@ pub struct LoadResult {
     pub per_second: Vec<u64>,
     /// Wall time from the first request to the last answer.
     pub total_seconds: f64,
+    /// How fast refusals came back (every error answer, whole run).
+    pub error_latency: LatencySummary,
 }
 
 struct CustomerOutcome {
     lat: Latencies,
+    error_lat: Latencies,
     in_window: u64,
     ok_total: u64,
     errors: BTreeMap<String, u64>,
@@ -127,6 +130,7 @@ pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
                 let mut svc = api.customer();
                 let mut out = CustomerOutcome {
                     lat: Latencies::default(),
+                    error_lat: Latencies::default(),
                     in_window: 0,
                     ok_total: 0,
                     errors: BTreeMap::new(),
@@ -170,6 +174,7 @@ pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
                             }
                         }
                         Err(status) => {
+                            out.error_lat.push(t1 - t0);
                             if stop_after.is_some() {
                                 // The ticket was not used: give it back.
                                 succeeded.fetch_sub(1, Ordering::SeqCst);
@@ -190,12 +195,14 @@ pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
     }
     let mut result = LoadResult::default();
     let mut lat = Latencies::default();
+    let mut error_lat = Latencies::default();
     for t in tasks {
         let Ok(o) = t.await else {
             *result.errors.entry("TaskPanicked".into()).or_insert(0) += 1;
             continue;
         };
         lat.merge(o.lat);
+        error_lat.merge(o.error_lat);
         result.reservations_in_window += o.in_window;
         result.reservations_ok_total += o.ok_total;
         for (code, n) in o.errors {
@@ -224,5 +231,6 @@ pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
     }
     result.reservations_per_sec = result.reservations_in_window as f64 / result.window_seconds;
     result.latency = lat.summary();
+    result.error_latency = error_lat.summary();
     result
 }

@@ -5,26 +5,35 @@
 //!                [--baseline-clients 2,8,32,64] [--baseline-seconds 4] [--no-baseline]
 //! bench finalize [--orders 10000] [--customers 256] [--paid-percent 90] [--close-in SECS]
 //! bench listings [--listings 50] [--customers-per-listing 8] [--seconds 10] [--warmup 1]
-//! bench smoke    (or `bench --smoke`): all three, tiny and quick, SQLite; for CI
+//! bench endings  [--orders 100000]: every ending of a listing that size, timed and checked
+//! bench overload [--customers 5000] [--seconds 20]: far past capacity, refused at once
+//! bench smoke    (or `bench --smoke`): all of them, tiny and quick, SQLite; for CI
 //! common:        [--store postgres|sqlite] [--postgres-url URL] [--json FILE] [--smoke]
-//!                [--cap N] [--clients-per-connection 32] [--keep-going]
+//!                [--cap N] [--clients-per-connection 1] [--keep-going]
 //! ```
 //!
-//! Everything runs in this process except the Temporal dev server (the project-installed CLI,
-//! default limits) and PostgreSQL: the worker on a runtime of its own (threads `sw-worker`), the
-//! API on another (`sw-api`), and the simulated customers on the main one (`sw-load`), so the
+//! By default the shape users deploy: the API (`starter`) and the worker run as their own release
+//! processes beside this binary, against the Temporal dev server (the project-installed CLI,
+//! default limits) and PostgreSQL, with the load from this process, one HTTP/2 connection per
+//! customer (`--clients-per-connection N` to share). With `--in-process` (the smoke run's shape)
+//! the worker and the API run on runtimes of their own inside this process (threads `sw-worker`,
+//! `sw-api`) beside the load (`sw-load`). Either way the
 //! CPU each part used can be told apart (`cpu.rs`). The exit status is non-zero only when a
 //! check fails: oversell, the database and the workflow disagreeing, lost answers, or errors.
 
 mod args;
 mod baseline;
 mod cpu;
+mod endings;
 mod finalize;
 mod listings;
 mod load;
+mod overload;
 mod pgstats;
+mod processes;
 mod report;
 mod reserve;
+mod runs;
 mod stack;
 
 use anyhow::Context;
@@ -128,18 +137,29 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         }
     }
 
-    let stack = stack::Stack::start(store_kind, &pg)
+    // As deployed: the API and the worker as their own processes (the smoke run keeps them
+    // in-process, so CI needs no extra binaries).
+    let shape = if args.smoke || args.flag("in-process") {
+        stack::Shape::InProcess
+    } else {
+        stack::Shape::Processes
+    };
+    let stack = stack::Stack::start(store_kind, &pg, shape)
         .await
         .context("starting the stack")?;
     let result = async {
         match args.command.as_str() {
             "reserve" => reserve::run(&stack, &args, &mut report).await,
             "finalize" => finalize::run(&stack, &args, &mut report).await,
+            "endings" => endings::run(&stack, &args, &mut report).await,
             "listings" => listings::run(&stack, &args, &mut report).await,
+            "overload" => overload::run(&stack, &args, &mut report).await,
             "smoke" => {
                 reserve::run(&stack, &args, &mut report).await?;
                 finalize::run(&stack, &args, &mut report).await?;
-                listings::run(&stack, &args, &mut report).await
+                listings::run(&stack, &args, &mut report).await?;
+                overload::run(&stack, &args, &mut report).await?;
+                endings::run(&stack, &args, &mut report).await
             }
             other => anyhow::bail!("unknown command {other}"),
         }

@@ -20,6 +20,8 @@ pub struct Report {
     pub reserve: Vec<ReserveLevel>,
     pub finalize: Option<FinalizeResult>,
     pub listings: Option<ListingsResult>,
+    pub endings: Vec<crate::endings::Ending>,
+    pub overload: Option<crate::overload::OverloadResult>,
     /// Every failed check; empty means the run passed.
     pub failures: Vec<String>,
     pub wall_seconds: f64,
@@ -42,6 +44,8 @@ impl Report {
             reserve: Vec::new(),
             finalize: None,
             listings: None,
+            endings: Vec::new(),
+            overload: None,
             failures: Vec::new(),
             wall_seconds: 0.0,
         }
@@ -121,6 +125,9 @@ pub fn print_reserve_level(l: &ReserveLevel) {
         errors_text(&l.load.errors),
     );
     println!("        CPU (cores): {}", cpu_line(&l.cpu_cores));
+    if !l.peak_rss_mib.is_empty() {
+        println!("        peak RSS (MiB): {:?}", l.peak_rss_mib);
+    }
     let t = &l.tasks;
     println!(
         "        workflow tasks: {} ({:.1} updates each) · waiting for the worker {:.1} ms · running {:.1} ms · to the next task {:.1} ms",

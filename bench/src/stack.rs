@@ -1,11 +1,13 @@
-//! The system under test, started the way the end-to-end tests start it
-//! (`starter/tests/e2e/helpers.rs`): a Temporal dev server from the project-installed CLI on
-//! free ports with its default limits, a fresh app database, the worker in-process on a thread
-//! and runtime of its own (its future is not `Send`), and the real API in-process on another
-//! runtime. Everything is stopped, and the scratch database dropped, by [`Stack::stop`].
+//! The system under test: a Temporal dev server from the project-installed CLI on free ports
+//! with its default limits, a fresh app database, and the worker and the API either as their
+//! own processes (the `starter` binary beside the bench's, `starter worker` and `starter
+//! serve`: the shape users deploy, the default for `reserve`) or in-process on runtimes of
+//! their own (`--in-process`, and the smoke run). The load always comes from this process.
+//! Everything is stopped, and the scratch database dropped, by [`Stack::stop`].
 
 use crate::args::StoreKind;
 use crate::baseline;
+use crate::processes::{connect_when_up, env_of, starter_bin};
 use anyhow::Context;
 use sellwindow_activities::Store;
 use sellwindow_starter::Application;
@@ -64,6 +66,8 @@ pub struct Stack {
     pub api: Vec<ApiClient>,
     pub temporal_pid: Option<u32>,
     temporal: Child,
+    /// The API and the worker when they run as processes.
+    children: Vec<(String, Child)>,
     db: AppDb,
     api_rt: Option<tokio::runtime::Runtime>,
     app: Option<Application>,
@@ -71,12 +75,23 @@ pub struct Stack {
     worker: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Stack {
-    pub async fn start(kind: StoreKind, pg_url: &str) -> anyhow::Result<Self> {
-        let t0 = std::time::Instant::now();
-        let bin = temporal_bin()?;
+/// How the API and the worker run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// As their own processes, as deployed.
+    Processes,
+    /// On runtimes of their own inside the bench process.
+    InProcess,
+}
+
+/// Starts the Temporal dev server on free ports and waits until it listens. The dev server
+/// picks its internal services' ports itself and dies when one is taken meanwhile: then it
+/// is started again on new ports (up to 3 times).
+async fn spawn_temporal(bin: &std::path::Path) -> anyhow::Result<(Child, u16)> {
+    let mut last = String::new();
+    for _ in 0..3 {
         let port = free_port();
-        let temporal = Command::new(&bin)
+        let mut child = Command::new(bin)
             .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
             .args(["--port", &port.to_string()])
             .args(["--ui-port", &free_port().to_string()])
@@ -91,6 +106,38 @@ impl Stack {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(60) {
+            if let Some(status) = child.try_wait()? {
+                last = format!("the Temporal dev server exited ({status})");
+                break;
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                // Its other services start beside the frontend: make sure they stayed up.
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if child.try_wait()?.is_none() {
+                    return Ok((child, port));
+                }
+                continue;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        if last.is_empty() {
+            last = "the Temporal dev server did not listen within 60 s".into();
+        }
+        let _ = child.kill().await;
+    }
+    anyhow::bail!("{last}")
+}
+
+impl Stack {
+    pub async fn start(kind: StoreKind, pg_url: &str, shape: Shape) -> anyhow::Result<Self> {
+        let t0 = std::time::Instant::now();
+        let bin = temporal_bin()?;
+        let (temporal, port) = spawn_temporal(&bin).await?;
         let temporal_pid = temporal.id();
 
         let db = match kind {
@@ -128,14 +175,70 @@ impl Stack {
             callback_secret: "bench-callback-secret".into(),
             notify_webhook_url: None,
             sandbox_in_production: false,
-            handover_inline_max: None,
+            listing_tuning: Default::default(),
             temporal_grpc_gzip: false,
+            rpc_deadline: std::time::Duration::from_secs(10),
+            max_concurrent_calls: 4_096,
+            temporal_ui_url: "http://localhost:8233".into(),
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_max_lifetime_secs: 30 * 24 * 3600,
         };
         let store = Store::connect(&cfg.database_url)
             .await
             .context("app database")?;
         let client = sellwindow_worker::connect_temporal(&cfg).await?;
         wait_temporal_ready(&client, Duration::from_secs(60)).await?;
+
+        if shape == Shape::Processes {
+            let bin = starter_bin()?;
+            let mut children = Vec::new();
+            for (name, command) in [("worker", "worker"), ("api", "serve")] {
+                // Their logs (warnings and errors) go to a file each, named in the report.
+                let log = std::env::temp_dir().join(format!(
+                    "sellwindow-bench-{}-{name}.log",
+                    std::process::id()
+                ));
+                let out = std::fs::File::create(&log)?;
+                println!("{name} log: {}", log.display());
+                let child = Command::new(&bin)
+                    .arg(command)
+                    .envs(env_of(&cfg))
+                    .stdin(Stdio::null())
+                    .stdout(out.try_clone()?)
+                    .stderr(out)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .with_context(|| format!("starting {} {command}", bin.display()))?;
+                children.push((name.to_string(), child));
+            }
+            let api = vec![connect_when_up(&cfg).await?];
+            println!(
+                "stack up in {:.1} s: Temporal dev server :{port} (pid {}), worker and API as processes (pids {:?}, gRPC {}), store {}",
+                t0.elapsed().as_secs_f64(),
+                temporal_pid.unwrap_or(0),
+                children
+                    .iter()
+                    .map(|(n, c)| (n.as_str(), c.id().unwrap_or(0)))
+                    .collect::<Vec<_>>(),
+                cfg.grpc_addr,
+                kind.as_str()
+            );
+            return Ok(Self {
+                cfg,
+                store,
+                client,
+                api,
+                temporal_pid,
+                temporal,
+                children,
+                db,
+                api_rt: None,
+                app: None,
+                worker_stop: None,
+                worker: None,
+            });
+        }
 
         // The worker: a thread and a runtime of its own (the SDK's worker future is not Send).
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -192,12 +295,36 @@ impl Stack {
             api,
             temporal_pid,
             temporal,
+            children: Vec::new(),
             db,
             api_rt: Some(api_rt),
             app: Some(app),
             worker_stop: Some(stop_tx),
             worker: Some(worker),
         })
+    }
+
+    /// The stack's processes by name, for CPU and memory figures.
+    pub fn pids(&self) -> crate::cpu::Pids {
+        let mut pids: crate::cpu::Pids = self
+            .temporal_pid
+            .map(|p| ("temporal server".to_string(), p))
+            .into_iter()
+            .collect();
+        for (name, child) in &self.children {
+            if let Some(pid) = child.id() {
+                pids.push((name.clone(), pid));
+            }
+        }
+        pids
+    }
+
+    /// Peak resident memory of the API and the worker processes (MiB), when they run as such.
+    pub fn peak_rss_mib(&self) -> std::collections::BTreeMap<String, f64> {
+        self.children
+            .iter()
+            .filter_map(|(name, c)| Some((name.clone(), crate::cpu::peak_rss_mib(c.id()?)?)))
+            .collect()
     }
 
     /// Connections enough for `customers` customers, `per` on each.
@@ -327,6 +454,21 @@ impl Stack {
             )
             .await;
         }
+        for (_, child) in &mut self.children {
+            if let Some(pid) = child.id() {
+                // SIGTERM first: the API and the worker stop gracefully.
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+            if tokio::time::timeout(Duration::from_secs(15), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
         let _ = self.temporal.kill().await;
         self.store.pool().close().await;
         match &self.db {
@@ -345,7 +487,7 @@ async fn wait_temporal_ready(
 ) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     while start.elapsed() < timeout {
-        let h = client.get_workflow_handle::<sellwindow_workflows::SellWindowWorkflow>("probe");
+        let h = client.get_workflow_handle::<sellwindow_workflows::ListingWorkflow>("probe");
         let probe =
             tokio::time::timeout(Duration::from_secs(5), h.describe(Default::default())).await;
         if let Ok(Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_))) = probe {

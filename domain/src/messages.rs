@@ -57,6 +57,14 @@ pub struct ReserveBatch {
     pub items: Vec<ReserveItem>,
 }
 
+/// A new order as the first answer under its customer's idempotency key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderAnswer {
+    pub customer_id: CustomerId,
+    pub key: AnswerKey,
+    pub order_id: OrderId,
+}
+
 /// The hash of a reservation's request, kept with its idempotency key: a retry under the key
 /// must ask for the same listing and quantity.
 pub fn reservation_hash(sw: &SellWindowId, p: &ProductId, qty: Qty) -> String {

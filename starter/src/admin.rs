@@ -4,13 +4,16 @@
 use crate::app::State;
 use crate::convert::{self, now_ms, text};
 use crate::error::ApiError;
+use crate::lists::{optional, order_status};
+use crate::paging;
 use crate::pb::{self, admin_service_server::AdminService};
-use crate::updates::update_listing;
+use crate::updates::{Within, update_listing};
+use sellwindow_activities::lists::{NotificationFilter, Order, OrderFilter};
 use sellwindow_activities::queries::NewListing;
 use sellwindow_domain::*;
-use sellwindow_workflows::{ListingStart, SellWindowWorkflow};
+use sellwindow_workflows::{ListingRun, ListingWorkflow};
 use std::sync::Arc;
-use temporalio_client::{WorkflowIdConflictPolicy, WorkflowQueryOptions, WorkflowStartOptions};
+use temporalio_client::{WorkflowIdConflictPolicy, WorkflowStartOptions};
 use tonic::{Request, Response, Status};
 
 pub struct Admin(pub Arc<State>);
@@ -20,59 +23,16 @@ const MAX_LISTINGS: usize = 50;
 const MAX_STEPS: usize = 50;
 const MAX_PAYMENT_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 const DEFAULT_PAYMENT_WINDOW_MS: i64 = 24 * 3600 * 1000;
+const LISTING_TASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 impl State {
-    /// The live figures of a listing from its workflow, if it answers quickly.
-    pub async fn live_figures(&self, workflow_id: &str) -> Option<ListingFigures> {
-        let handle = self
-            .client
-            .get_workflow_handle::<SellWindowWorkflow>(workflow_id);
-        let q = handle.query(
-            SellWindowWorkflow::figures,
-            (),
-            WorkflowQueryOptions::default(),
-        );
-        match tokio::time::timeout(std::time::Duration::from_secs(3), q).await {
-            Ok(Ok(f)) => Some(f),
-            _ => None,
-        }
-    }
-
-    pub async fn sell_window_pb(
-        &self,
-        id: &SellWindowId,
-        live: bool,
-    ) -> Result<pb::SellWindow, ApiError> {
-        let w = self
-            .store
-            .sell_window(id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("sell window {id} not found")))?;
-        let mut figures = Vec::new();
-        for l in &w.listings {
-            figures.push(if live {
-                self.live_figures(&l.workflow_id).await
-            } else {
-                None
-            });
-        }
-        Ok(convert::sell_window(&w, &figures))
-    }
-
-    /// Windows as stored (no workflow queries: lists stay fast).
-    pub async fn list_windows(
-        &self,
-        open_only: bool,
-    ) -> Result<pb::ListSellWindowsResponse, ApiError> {
-        let rows = self.store.sell_windows(open_only, now_ms()).await?;
-        Ok(pb::ListSellWindowsResponse {
-            sell_windows: rows.iter().map(|w| convert::sell_window(w, &[])).collect(),
-        })
-    }
-
     /// Starts a listing's workflow; a workflow already running under that id is fine.
     async fn start_listing(&self, spec: ListingSpec) -> Result<(), ApiError> {
         let opts = WorkflowStartOptions::new(self.cfg.task_queue.clone(), spec.workflow_id())
+            // A workflow task that runs a fan-out's writes (local activities) is kept alive by
+            // the SDK's heartbeat at 80% of this: the default 10 s leaves too little slack on a
+            // loaded host. Later runs keep it.
+            .task_timeout(LISTING_TASK_TIMEOUT)
             .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
             .static_summary(format!("{} · {}", spec.sell_window_name, spec.product_name))
             .static_details(format!(
@@ -80,13 +40,13 @@ impl State {
                 spec.sell_window_name, spec.sell_window_id, spec.product_name, spec.product_id, spec.min_qty, spec.max_qty, spec.close_at.0
             ))
             .build();
-        let start = ListingStart {
-            inline_max: self.cfg.handover_inline_max,
+        let start = ListingRun {
+            tuning: self.cfg.listing_tuning,
             ..spec.into()
         };
         match self
             .client
-            .start_workflow(SellWindowWorkflow::run, start, opts)
+            .start_workflow(ListingWorkflow::run, start, opts)
             .await
         {
             Ok(_) | Err(temporalio_client::errors::WorkflowStartError::AlreadyStarted { .. }) => {
@@ -149,12 +109,7 @@ impl AdminService for Admin {
             .create_product(&id, &name, &price, &steps, now_ms())
             .await
             .map_err(ApiError::from)?;
-        Ok(Response::new(pb::Product {
-            id: p.id.to_string(),
-            name: p.name,
-            unit_price: Some(convert::money(&p.unit_price)),
-            work_steps: p.work_steps,
-        }))
+        Ok(Response::new(convert::product(p)))
     }
 
     async fn create_sell_window(
@@ -277,6 +232,21 @@ impl AdminService for Admin {
         Ok(Response::new(self.0.sell_window_pb(&id, false).await?))
     }
 
+    async fn list_products(
+        &self,
+        req: Request<pb::ListProductsRequest>,
+    ) -> Result<Response<pb::ListProductsResponse>, Status> {
+        self.0.auth.admin(req.metadata())?;
+        let r = req.into_inner();
+        let filters = "products";
+        let p = paging::request(r.page_size, &r.page_token, filters)?;
+        let page = self.0.store.products(&p).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::ListProductsResponse {
+            products: page.items.into_iter().map(convert::product).collect(),
+            next_page_token: paging::next_token(page.next, filters),
+        }))
+    }
+
     async fn get_sell_window(
         &self,
         req: Request<pb::GetSellWindowRequest>,
@@ -291,7 +261,12 @@ impl AdminService for Admin {
         req: Request<pb::ListSellWindowsRequest>,
     ) -> Result<Response<pb::ListSellWindowsResponse>, Status> {
         self.0.auth.admin(req.metadata())?;
-        Ok(Response::new(self.0.list_windows(false).await?))
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.0
+                .list_windows(false, r.page_size, &r.page_token)
+                .await?,
+        ))
     }
 
     async fn confirm_batch(
@@ -306,15 +281,27 @@ impl AdminService for Admin {
         let out = update_listing(
             &self.0.client,
             &listing_workflow_id(&sw, &p),
-            || SellWindowWorkflow::confirm,
+            || ListingWorkflow::confirm,
             (),
+            self.0.cfg.rpc_deadline,
         )
         .await?;
-        Ok(Response::new(pb::ConfirmBatchResponse {
-            batch_id: out.batch_id.to_string(),
-            status: BatchStatus::Confirmed.to_string(),
-            confirmed_at: Some(convert::ts(out.confirmed_at.0)),
-            payment_requested_orders: out.payment_requested_orders,
+        Ok(Response::new(match out {
+            Within::Done(out) => pb::ConfirmBatchResponse {
+                batch_id: out.batch_id.to_string(),
+                status: BatchStatus::Confirmed.to_string(),
+                confirmed_at: Some(convert::ts(out.confirmed_at.0)),
+                payment_requested_orders: out.payment_requested_orders,
+                payment_requests_in_progress: false,
+            },
+            // Confirmed; the payment requests of a big batch are still going out.
+            Within::Accepted => pb::ConfirmBatchResponse {
+                batch_id: BatchId::for_listing(&sw, &p).to_string(),
+                status: BatchStatus::Confirmed.to_string(),
+                confirmed_at: None,
+                payment_requested_orders: 0,
+                payment_requests_in_progress: true,
+            },
         }))
     }
 
@@ -332,11 +319,13 @@ impl AdminService for Admin {
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("sell window {sw} not found")))?;
         for l in &window.listings {
+            // Accepted is enough: the refunds of a big listing go on after the answer.
             update_listing(
                 &self.0.client,
                 &l.workflow_id,
-                || SellWindowWorkflow::cancel_window,
+                || ListingWorkflow::cancel_window,
                 (),
+                self.0.cfg.rpc_deadline,
             )
             .await?;
         }
@@ -351,20 +340,18 @@ impl AdminService for Admin {
         let r = req.into_inner();
         let sw = id_or_invalid(SellWindowId::parse(r.sell_window_id))?;
         self.0.require_window(&sw).await?;
-        let p = if r.product_id.is_empty() {
-            None
-        } else {
-            Some(id_or_invalid(ProductId::parse(r.product_id))?)
+        let filter = OrderFilter {
+            sell_window_id: Some(sw),
+            product_id: optional(&r.product_id, ProductId::parse)?,
+            customer_id: optional(&r.customer_id, CustomerId::parse)?,
+            status: order_status(&r.status)?,
+            order: Order::newest_first(r.newest_first),
         };
-        let rows = self
-            .0
-            .store
-            .orders_of_listing(&sw, p.as_ref())
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(pb::ListOrdersResponse {
-            orders: rows.iter().map(convert::order).collect(),
-        }))
+        Ok(Response::new(
+            self.0
+                .order_page(&filter, r.page_size, &r.page_token)
+                .await?,
+        ))
     }
 
     async fn list_work_orders(
@@ -372,16 +359,20 @@ impl AdminService for Admin {
         req: Request<pb::ListWorkOrdersRequest>,
     ) -> Result<Response<pb::ListWorkOrdersResponse>, Status> {
         self.0.auth.admin(req.metadata())?;
-        let sw = id_or_invalid(SellWindowId::parse(req.into_inner().sell_window_id))?;
+        let r = req.into_inner();
+        let sw = id_or_invalid(SellWindowId::parse(r.sell_window_id))?;
         self.0.require_window(&sw).await?;
-        let rows = self
+        let filters = format!("work orders window={sw}");
+        let p = paging::request(r.page_size, &r.page_token, &filters)?;
+        let page = self
             .0
             .store
-            .work_orders(Some(&sw), None)
+            .work_orders(Some(&sw), None, &p)
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::ListWorkOrdersResponse {
-            work_orders: rows.iter().map(convert::work_order).collect(),
+            work_orders: page.items.iter().map(convert::work_order).collect(),
+            next_page_token: paging::next_token(page.next, &filters),
         }))
     }
 
@@ -396,10 +387,9 @@ impl AdminService for Admin {
         let row = self
             .0
             .store
-            .work_orders(None, Some(&wo))
+            .work_order(&wo)
             .await
             .map_err(ApiError::from)?
-            .pop()
             .ok_or_else(|| ApiError::NotFound(format!("work order {wo} not found")))?;
         if !row.steps.iter().any(|(id, ..)| id == step.as_str()) {
             return Err(
@@ -409,20 +399,22 @@ impl AdminService for Admin {
         let out = update_listing(
             &self.0.client,
             &listing_workflow_id(&row.sell_window_id, &row.product_id),
-            || SellWindowWorkflow::complete_step,
+            || ListingWorkflow::complete_step,
             step,
+            self.0.cfg.rpc_deadline,
         )
         .await?;
-        let row = self
-            .0
-            .store
-            .work_orders(None, Some(&wo))
-            .await
-            .map_err(ApiError::from)?
-            .pop();
+        let row = self.0.store.work_order(&wo).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::CompleteWorkStepResponse {
             work_order: row.as_ref().map(convert::work_order),
-            production_completed: out.production_completed,
+            production_completed: match out {
+                Within::Done(out) => out.production_completed,
+                // Still under way at the deadline (the last step shipping a big listing): the
+                // steps as written tell.
+                Within::Accepted => row
+                    .as_ref()
+                    .is_some_and(|w| w.steps.iter().all(|(.., status)| status == "DONE")),
+            },
         }))
     }
 
@@ -434,25 +426,17 @@ impl AdminService for Admin {
         let r = req.into_inner();
         let sw = id_or_invalid(SellWindowId::parse(r.sell_window_id))?;
         self.0.require_window(&sw).await?;
-        let rows = self
+        let filters = format!("events window={sw} after={}", r.after_seq);
+        let p = paging::request(r.page_size, &r.page_token, &filters)?;
+        let page = self
             .0
             .store
-            .events(&sw, r.after_seq)
+            .events(&sw, r.after_seq, &p)
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::ListEventsResponse {
-            events: rows
-                .into_iter()
-                .map(|e| pb::Event {
-                    seq: e.seq,
-                    name: e.name,
-                    sell_window_id: e.sell_window_id.unwrap_or_default(),
-                    product_id: e.product_id.unwrap_or_default(),
-                    order_id: e.order_id.unwrap_or_default(),
-                    payload_json: e.payload,
-                    occurred_at: Some(convert::ts(e.occurred_at)),
-                })
-                .collect(),
+            events: page.items.into_iter().map(convert::event).collect(),
+            next_page_token: paging::next_token(page.next, &filters),
         }))
     }
 
@@ -462,22 +446,22 @@ impl AdminService for Admin {
     ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
         self.0.auth.admin(req.metadata())?;
         let r = req.into_inner();
-        let sw = if r.sell_window_id.is_empty() {
-            None
-        } else {
-            Some(id_or_invalid(SellWindowId::parse(r.sell_window_id))?)
-        };
+        let sw = optional(&r.sell_window_id, SellWindowId::parse)?;
         if let Some(sw) = &sw {
             self.0.require_window(sw).await?;
         }
-        let rows = self
-            .0
-            .store
-            .notifications(None, sw.as_ref())
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(pb::ListNotificationsResponse {
-            notifications: rows.iter().map(convert::notification).collect(),
-        }))
+        let filter = NotificationFilter {
+            customer: None,
+            sell_window_id: sw,
+            kind: (!r.kind.is_empty()).then_some(r.kind),
+            undelivered_only: r.undelivered_only,
+            dead_only: r.dead_only,
+            order: Order::newest_first(r.newest_first),
+        };
+        Ok(Response::new(
+            self.0
+                .notification_page(&filter, r.page_size, &r.page_token)
+                .await?,
+        ))
     }
 }

@@ -23,6 +23,7 @@ pub struct State {
     pub client: Client,
     pub auth: Auth,
     pub coalescer: Coalescer,
+    pub pokes: crate::pokes::Pokes,
     pub answers: AnswerBook,
     pub metrics: Arc<Metrics>,
     pub http: reqwest::Client,
@@ -46,9 +47,11 @@ impl Application {
         let http = TcpListener::bind(cfg.http_addr).await?;
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
         let metrics = Arc::new(Metrics::default());
+        let cfg_calls = cfg.max_concurrent_calls;
         let state = Arc::new(State {
-            auth: Auth::new(&cfg.jwt_secret),
-            coalescer: Coalescer::new(client.clone(), metrics.clone()),
+            auth: Auth::with_rules(&cfg.jwt_secret, crate::auth::TokenRules::of(&cfg)),
+            coalescer: Coalescer::new(client.clone(), metrics.clone(), cfg.rpc_deadline),
+            pokes: crate::pokes::Pokes::new(client.clone()),
             answers: AnswerBook::new(store.clone()),
             metrics,
             listing_close: Default::default(),
@@ -60,11 +63,16 @@ impl Application {
             client,
         });
         let (stop, rx) = watch::channel(false);
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        // Both reflection versions: many clients (Python's official one among them) speak
+        // only v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        };
         let grpc_server = tonic::transport::Server::builder()
-            .add_service(reflection)
+            .layer(crate::admission::Admission::new(cfg_calls))
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
             .add_service(pb::admin_service_server::AdminServiceServer::new(Admin(
                 state.clone(),
             )))

@@ -1,6 +1,7 @@
 //! Identity: `authorization: Bearer <JWT>`, HS256 with the configured secret. `sub` is the
 //! customer id; an admin token carries `role: admin`. Only HS256 is accepted (so `alg: none` and
-//! algorithm swaps fail), and `exp` is required.
+//! algorithm swaps fail), `exp` is required and may lie at most the configured lifetime ahead,
+//! and when configured `iss` and `aud` must be the shop identity provider's.
 
 use crate::error::ApiError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -13,6 +14,30 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// What a token must satisfy beyond its signature.
+#[derive(Debug, Clone)]
+pub struct TokenRules {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// A token expiring further ahead than this is refused (a stolen long-lived token is the
+    /// risk).
+    pub max_lifetime_secs: u64,
+}
+
+impl Default for TokenRules {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            max_lifetime_secs: 30 * 24 * 3600,
+        }
+    }
 }
 
 /// Who is calling.
@@ -22,17 +47,40 @@ pub enum Caller {
     Customer(CustomerId),
 }
 
+impl TokenRules {
+    pub fn of(cfg: &sellwindow_worker::Config) -> Self {
+        Self {
+            issuer: cfg.jwt_issuer.clone(),
+            audience: cfg.jwt_audience.clone(),
+            max_lifetime_secs: cfg.jwt_max_lifetime_secs,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Auth {
     decoding: DecodingKey,
     encoding: EncodingKey,
+    rules: TokenRules,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
 }
 
 impl Auth {
     pub fn new(secret: &str) -> Self {
+        Self::with_rules(secret, TokenRules::default())
+    }
+
+    pub fn with_rules(secret: &str, rules: TokenRules) -> Self {
         Self {
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             encoding: EncodingKey::from_secret(secret.as_bytes()),
+            rules,
         }
     }
 
@@ -48,11 +96,28 @@ impl Auth {
                 "authorization must be 'Bearer <token>'",
             ))?;
         let mut v = Validation::new(Algorithm::HS256);
-        v.set_required_spec_claims(&["exp", "sub"]);
         v.leeway = 5;
+        let mut required = vec!["exp", "sub"];
+        if let Some(iss) = &self.rules.issuer {
+            v.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        match &self.rules.audience {
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => v.validate_aud = false,
+        }
+        v.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
             .map_err(|_| ApiError::Unauthenticated("invalid or expired token"))?;
         let c = data.claims;
+        if c.exp > now_secs() + self.rules.max_lifetime_secs + v.leeway {
+            return Err(ApiError::Unauthenticated(
+                "token lives longer than this API allows",
+            ));
+        }
         if c.role.as_deref() == Some("admin") {
             return Ok(Caller::Admin { sub: c.sub });
         }
@@ -84,15 +149,12 @@ impl Auth {
 
     /// Mints a token valid for `ttl_secs` (local use: `starter token`).
     pub fn mint(&self, sub: &str, admin: bool, ttl_secs: u64) -> String {
-        let exp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs()
-            + ttl_secs;
         let claims = Claims {
             sub: sub.to_string(),
             role: admin.then(|| "admin".to_string()),
-            exp,
+            exp: now_secs() + ttl_secs.min(self.rules.max_lifetime_secs),
+            iss: self.rules.issuer.clone(),
+            aud: self.rules.audience.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 encoding cannot fail")
@@ -131,6 +193,8 @@ mod tests {
             sub: "c-1".into(),
             role: None,
             exp: 1_000,
+            iss: None,
+            aud: None,
         };
         let old = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -156,6 +220,56 @@ mod tests {
         assert!(matches!(
             auth.admin(&md(&auth.mint("c-1", false, 60))),
             Err(ApiError::PermissionDenied(_))
+        ));
+    }
+
+    #[test]
+    fn issuer_audience_and_lifetime_are_enforced_when_configured() {
+        let rules = TokenRules {
+            issuer: Some("https://id.shop.example".into()),
+            audience: Some("sellwindow".into()),
+            max_lifetime_secs: 3600,
+        };
+        let strict = Auth::with_rules("secret", rules.clone());
+        // Its own tokens carry the issuer and audience and pass.
+        assert!(
+            strict
+                .customer(&md(&strict.mint("c-1", false, 600)))
+                .is_ok()
+        );
+        // Tokens without them, or from another issuer or for another audience, do not.
+        let bare = Auth::new("secret").mint("c-1", false, 600);
+        assert!(strict.caller(&md(&bare)).is_err());
+        let other_issuer = Auth::with_rules(
+            "secret",
+            TokenRules {
+                issuer: Some("https://elsewhere.example".into()),
+                ..rules.clone()
+            },
+        )
+        .mint("c-1", false, 600);
+        assert!(strict.caller(&md(&other_issuer)).is_err());
+        let other_audience = Auth::with_rules(
+            "secret",
+            TokenRules {
+                audience: Some("billing".into()),
+                ..rules.clone()
+            },
+        )
+        .mint("c-1", false, 600);
+        assert!(strict.caller(&md(&other_audience)).is_err());
+        // A token that lives longer than allowed is refused.
+        let long = Auth::with_rules(
+            "secret",
+            TokenRules {
+                max_lifetime_secs: 365 * 24 * 3600,
+                ..rules
+            },
+        )
+        .mint("c-1", false, 30 * 24 * 3600);
+        assert!(matches!(
+            strict.caller(&md(&long)),
+            Err(ApiError::Unauthenticated(_))
         ));
     }
 }

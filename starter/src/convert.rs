@@ -4,7 +4,7 @@
 use crate::error::ApiError;
 use crate::pb;
 use sellwindow_activities::queries::{
-    ListingRow, NotificationRow, OrderRow, SellWindowRow, WorkOrderRow,
+    EventRow, ListingRow, NotificationRow, OrderRow, ProductRow, SellWindowRow, WorkOrderRow,
 };
 use sellwindow_domain::*;
 
@@ -184,6 +184,27 @@ pub fn order_view(
     }
 }
 
+pub fn product(p: ProductRow) -> pb::Product {
+    pb::Product {
+        id: p.id.to_string(),
+        name: p.name,
+        unit_price: Some(money(&p.unit_price)),
+        work_steps: p.work_steps,
+    }
+}
+
+pub fn event(e: EventRow) -> pb::Event {
+    pb::Event {
+        seq: e.seq,
+        name: e.name,
+        sell_window_id: e.sell_window_id.unwrap_or_default(),
+        product_id: e.product_id.unwrap_or_default(),
+        order_id: e.order_id.unwrap_or_default(),
+        payload_json: e.payload,
+        occurred_at: Some(ts(e.occurred_at)),
+    }
+}
+
 pub fn notification(n: &NotificationRow) -> pb::Notification {
     pb::Notification {
         id: n.id.clone(),
@@ -196,6 +217,9 @@ pub fn notification(n: &NotificationRow) -> pb::Notification {
         message: n.message.clone(),
         created_at: Some(ts(n.created_at)),
         delivered: n.delivered,
+        delivery_status: n.delivery_status.to_string(),
+        delivery_attempts: n.delivery_attempts,
+        last_delivery_error: n.last_delivery_error.clone().unwrap_or_default(),
     }
 }
 

@@ -7,10 +7,11 @@ use crate::error::ApiError;
 use crate::idempotency::Answer;
 use crate::metrics::{Metrics, Stage};
 use crate::pb::{self, customer_service_server::CustomerService};
-use crate::updates::update_listing;
+use crate::updates::{Within, too_late, update_listing};
+use sellwindow_activities::lists::{NotificationFilter, Order, OrderFilter};
 use sellwindow_activities::queries::SellWindowRow;
 use sellwindow_domain::*;
-use sellwindow_workflows::SellWindowWorkflow;
+use sellwindow_workflows::ListingWorkflow;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -173,32 +174,38 @@ impl State {
             order_id: id.clone(),
             customer_id: customer,
         };
+        let deadline = self.cfg.rpc_deadline;
         let done = if retry {
             update_listing(
                 &self.client,
                 &workflow_id,
-                || SellWindowWorkflow::retry_payment,
+                || ListingWorkflow::retry_payment,
                 input,
+                deadline,
             )
             .await
-            .map(|_| ())
+            .map(|w| matches!(w, Within::Done(_)))
         } else {
             update_listing(
                 &self.client,
                 &workflow_id,
-                || SellWindowWorkflow::cancel_order,
+                || ListingWorkflow::cancel_order,
                 input,
+                deadline,
             )
             .await
-            .map(|_| ())
+            .map(|w| matches!(w, Within::Done(_)))
         };
-        done.map_err(|e| match e {
+        let done = done.map_err(|e| match e {
             // The listing's workflow has finished: nothing about the order can change now.
             ApiError::NotFound(m) if m.starts_with("no such listing") => {
                 ApiError::Precondition(format!("order {id} can no longer change"))
             }
             other => other,
         })?;
+        if !done {
+            return Err(too_late("the change to the order"));
+        }
         let o = self
             .store
             .order(&id)
@@ -215,7 +222,12 @@ impl CustomerService for Customer {
         req: Request<pb::ListOpenSellWindowsRequest>,
     ) -> Result<Response<pb::ListSellWindowsResponse>, Status> {
         self.0.auth.caller(req.metadata())?;
-        Ok(Response::new(self.0.list_windows(true).await?))
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.0
+                .list_windows(true, r.page_size, &r.page_token)
+                .await?,
+        ))
     }
 
     async fn reserve_order(
@@ -257,15 +269,18 @@ impl CustomerService for Customer {
         req: Request<pb::ListMyOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
         let customer = self.0.auth.customer(req.metadata())?;
-        let rows = self
-            .0
-            .store
-            .orders_of_customer(&customer)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(pb::ListOrdersResponse {
-            orders: rows.iter().map(convert::order).collect(),
-        }))
+        let r = req.into_inner();
+        let filter = OrderFilter {
+            customer_id: Some(customer),
+            status: crate::lists::order_status(&r.status)?,
+            order: Order::newest_first(r.newest_first),
+            ..OrderFilter::default()
+        };
+        Ok(Response::new(
+            self.0
+                .order_page(&filter, r.page_size, &r.page_token)
+                .await?,
+        ))
     }
 
     async fn cancel_order(
@@ -297,14 +312,17 @@ impl CustomerService for Customer {
         req: Request<pb::ListMyNotificationsRequest>,
     ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
         let customer = self.0.auth.customer(req.metadata())?;
-        let rows = self
-            .0
-            .store
-            .notifications(Some(&customer), None)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(pb::ListNotificationsResponse {
-            notifications: rows.iter().map(convert::notification).collect(),
-        }))
+        let r = req.into_inner();
+        let filter = NotificationFilter {
+            customer: Some(customer),
+            kind: (!r.kind.is_empty()).then_some(r.kind),
+            order: Order::newest_first(r.newest_first),
+            ..NotificationFilter::default()
+        };
+        Ok(Response::new(
+            self.0
+                .notification_page(&filter, r.page_size, &r.page_token)
+                .await?,
+        ))
     }
 }

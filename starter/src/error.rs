@@ -20,6 +20,11 @@ pub enum ApiError {
     PermissionDenied(String),
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
+    /// Too many requests waiting: refused at once, so the caller can back off and retry.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -45,6 +50,8 @@ impl From<ApiError> for Status {
                     "a dependency is unavailable; retry with the same idempotency key",
                 )
             }
+            ApiError::Overloaded(m) => Status::unavailable(m),
+            ApiError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 Status::internal("internal error")

@@ -6,12 +6,17 @@
 use crate::error::ApiError;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 type Reply<R> = oneshot::Sender<Result<R, ApiError>>;
 
 pub struct Grouped<Q, R> {
     tx: mpsc::UnboundedSender<(Q, Reply<R>)>,
+    /// Requests queued and not yet taken into a group; past `max_waiting` a call is refused
+    /// at once instead of queueing without bound.
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
 }
 
 impl<Q: Send + 'static, R: Send + 'static> Grouped<Q, R> {
@@ -22,8 +27,24 @@ impl<Q: Send + 'static, R: Send + 'static> Grouped<Q, R> {
         F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<R>, ApiError>> + Send + 'static,
     {
+        Self::spawn_bounded(max_group, in_flight, usize::MAX, serve)
+    }
+
+    /// As [`Self::spawn`], refusing calls while `max_waiting` requests wait already.
+    pub fn spawn_bounded<F, Fut>(
+        max_group: usize,
+        in_flight: usize,
+        max_waiting: usize,
+        serve: F,
+    ) -> Self
+    where
+        F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<R>, ApiError>> + Send + 'static,
+    {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Q, Reply<R>)>();
         let serve = Arc::new(serve);
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let taken = waiting.clone();
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(in_flight));
             loop {
@@ -40,6 +61,7 @@ impl<Q: Send + 'static, R: Send + 'static> Grouped<Q, R> {
                         Err(_) => break,
                     }
                 }
+                taken.fetch_sub(group.len(), Ordering::SeqCst);
                 let serve = serve.clone();
                 tokio::spawn(async move {
                     let (requests, replies): (Vec<Q>, Vec<Reply<R>>) = group.into_iter().unzip();
@@ -69,11 +91,22 @@ impl<Q: Send + 'static, R: Send + 'static> Grouped<Q, R> {
                 });
             }
         });
-        Self { tx }
+        Self {
+            tx,
+            waiting,
+            max_waiting,
+        }
     }
 
     /// Queues one request and waits for its own answer.
     pub async fn call(&self, request: Q) -> Result<R, ApiError> {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::Overloaded(format!(
+                "{} requests are waiting here already; retry shortly",
+                self.max_waiting
+            )));
+        }
         let (tx, rx) = oneshot::channel();
         self.tx
             .send((request, tx))
@@ -119,5 +152,32 @@ mod tests {
         });
         let e = g.call(1).await.unwrap_err();
         assert!(matches!(e, ApiError::Unavailable(m) if m == "database down"));
+    }
+
+    #[tokio::test]
+    async fn past_its_bound_a_call_is_refused_at_once_and_the_waiting_still_answered() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let opened = gate.clone();
+        let g = Arc::new(Grouped::spawn_bounded(1, 1, 2, move |qs: Vec<u32>| {
+            let gate = opened.clone();
+            async move {
+                let _pass = gate.acquire().await.unwrap();
+                Ok(qs)
+            }
+        }));
+        // One request is being served (held at the gate); two wait behind it.
+        let mut held = Vec::new();
+        for i in 0..3u32 {
+            let g = g.clone();
+            held.push(tokio::spawn(async move { g.call(i).await }));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let refused = g.call(9).await.unwrap_err();
+        assert!(matches!(refused, ApiError::Overloaded(_)), "{refused:?}");
+        gate.add_permits(10);
+        for (i, t) in held.into_iter().enumerate() {
+            assert_eq!(t.await.unwrap().unwrap(), i as u32);
+        }
+        assert_eq!(g.call(4).await.unwrap(), 4);
     }
 }

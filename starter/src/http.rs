@@ -4,6 +4,7 @@
 
 use crate::app::State;
 use crate::convert::now_ms;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::signature;
 use axum::Router;
@@ -13,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use sellwindow_domain::*;
-use sellwindow_workflows::SellWindowWorkflow;
+use sellwindow_workflows::ListingWorkflow;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use temporalio_client::WorkflowSignalOptions;
@@ -21,8 +22,10 @@ use temporalio_client::WorkflowSignalOptions;
 /// Largest callback body accepted.
 pub const MAX_CALLBACK_BYTES: usize = 16 * 1024;
 
+/// A provider's callback body. Once its signature verifies, what a provider may reasonably
+/// send is accepted: fields of its own are ignored, and the time may be unix seconds (whole or
+/// not) or an RFC 3339 string. An amount, when given, must be the order's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CallbackBody {
     pub event_id: String,
     pub payment_id: String,
@@ -30,7 +33,37 @@ pub struct CallbackBody {
     pub outcome: String,
     #[serde(default)]
     pub error: Option<String>,
-    pub occurred_at: i64,
+    pub occurred_at: OccurredAt,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_minor: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// When the provider says the outcome happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OccurredAt {
+    Seconds(i64),
+    Fractional(f64),
+    Text(String),
+}
+
+impl OccurredAt {
+    pub fn millis(&self) -> Result<UnixMillis, String> {
+        let ms = match self {
+            OccurredAt::Seconds(s) => s.saturating_mul(1000),
+            OccurredAt::Fractional(s) if s.is_finite() => (s * 1000.0) as i64,
+            OccurredAt::Fractional(_) => return Err("occurred_at is not a number".into()),
+            OccurredAt::Text(t) => match t.trim().parse::<i64>() {
+                Ok(s) => s.saturating_mul(1000),
+                Err(_) => chrono::DateTime::parse_from_rfc3339(t.trim())
+                    .map_err(|e| format!("occurred_at is neither unix seconds nor RFC 3339: {e}"))?
+                    .timestamp_millis(),
+            },
+        };
+        Ok(UnixMillis(ms))
+    }
 }
 
 pub fn router(state: Arc<State>) -> Router {
@@ -45,7 +78,8 @@ pub fn router(state: Arc<State>) -> Router {
             .route("/sandbox/pay/{payment_id}", get(sandbox_page))
             .route("/sandbox/pay/{payment_id}/{outcome}", post(sandbox_act));
     }
-    r.layer(axum::extract::DefaultBodyLimit::max(MAX_CALLBACK_BYTES))
+    r.merge(crate::web::router(state.clone()))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_CALLBACK_BYTES))
         .with_state(state)
 }
 
@@ -72,9 +106,34 @@ pub fn parse_callback(body: &[u8]) -> Result<(CallbackBody, PaymentResult), Stri
         order_id: OrderId::parse(cb.order_id.clone()).map_err(|e| e.to_string())?,
         outcome,
         error: cb.error.clone().map(|e| e.chars().take(500).collect()),
-        occurred_at: UnixMillis(cb.occurred_at.saturating_mul(1000)),
+        occurred_at: cb.occurred_at.millis()?,
     };
     Ok((cb, result))
+}
+
+/// The amount a callback says was paid, when it says one that is not the payment's.
+fn wrong_amount(cb: &CallbackBody, expected: &Money) -> Option<String> {
+    let said = match (cb.amount_minor, cb.currency.as_deref()) {
+        (None, None) => return None,
+        (amount, currency) => (amount, currency),
+    };
+    let right = said.0 == Some(expected.amount_minor)
+        && said.1.is_none_or(|c| c == expected.currency.as_str());
+    (!right).then(|| match (said.0, said.1.map(Currency::parse)) {
+        (Some(amount_minor), Some(Ok(currency))) => Money {
+            currency,
+            amount_minor,
+        }
+        .to_string(),
+        (amount, currency) => format!(
+            "{} (currency {})",
+            amount.map_or("no amount".to_string(), |a| format!("{a} minor units")),
+            currency.map_or("not given".to_string(), |_| said
+                .1
+                .unwrap_or("")
+                .to_string())
+        ),
+    })
 }
 
 async fn callback(AxState(s): AxState<Arc<State>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -88,9 +147,12 @@ async fn callback(AxState(s): AxState<Arc<State>>, headers: HeaderMap, body: Byt
     if let Err(e) = signature::verify(&s.cfg.callback_secret, sig, &body, now_ms().0 / 1000) {
         return reject(StatusCode::UNAUTHORIZED, &e.to_string());
     }
-    let (_, result) = match parse_callback(&body) {
+    let (cb, result) = match parse_callback(&body) {
         Ok(x) => x,
-        Err(e) => return reject(StatusCode::BAD_REQUEST, &e),
+        Err(e) => {
+            tracing::error!(error = %e, "a signed callback could not be read");
+            return reject(StatusCode::BAD_REQUEST, &e);
+        }
     };
     let payment = match s.store.payment(&result.payment_id).await {
         Ok(Some(p)) => p,
@@ -106,16 +168,31 @@ async fn callback(AxState(s): AxState<Arc<State>>, headers: HeaderMap, body: Byt
             "payment does not belong to that order",
         );
     }
-    match s
-        .store
-        .record_callback(
-            &result.event_id,
-            &result.payment_id,
-            result.outcome,
-            now_ms(),
-        )
-        .await
-    {
+    if let Some(said) = wrong_amount(&cb, &payment.amount) {
+        // Not the order's amount: never counted. Recorded, and the admin told, once.
+        return match s
+            .store
+            .record_mismatched_callback(&result, &said, &payment.amount, now_ms())
+            .await
+        {
+            Ok(_) => {
+                Metrics::inc(&s.metrics.callbacks_rejected);
+                reply(
+                    StatusCode::OK,
+                    "recorded: the amount is not the order's; not counted",
+                )
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "callback not recorded");
+                reply(StatusCode::SERVICE_UNAVAILABLE, "try again")
+            }
+        };
+    }
+    let listing = ListingKey {
+        sell_window_id: payment.sell_window_id.clone(),
+        product_id: payment.product_id.clone(),
+    };
+    match s.store.record_callback(&result, &listing, now_ms()).await {
         Ok(true) => {}
         Ok(false) => {
             Metrics::inc(&s.metrics.callbacks_duplicate);
@@ -126,22 +203,22 @@ async fn callback(AxState(s): AxState<Arc<State>>, headers: HeaderMap, body: Byt
             return reply(StatusCode::SERVICE_UNAVAILABLE, "try again");
         }
     }
-    let handle = s
-        .client
-        .get_workflow_handle::<SellWindowWorkflow>(listing_workflow_id(
-            &payment.sell_window_id,
-            &payment.product_id,
-        ));
-    match handle
-        .signal(
-            SellWindowWorkflow::payment_result,
-            result.clone(),
-            WorkflowSignalOptions::default(),
-        )
+    let tell = async {
+        match s.store.listing_workflow_type(&listing).await {
+            Ok(Some(t)) if t == "SellWindowWorkflow" => {
+                signal_first_shape(&s, &listing, &result).await
+            }
+            Ok(_) => s.pokes.poke(&listing.workflow_id()).await,
+            Err(e) => Err(ApiError::Unavailable(e.to_string())),
+        }
+    };
+    // Recorded already: a provider retrying after a 503 finds it and tells the listing again.
+    let handed = tokio::time::timeout(s.cfg.rpc_deadline, tell)
         .await
-    {
+        .unwrap_or_else(|_| Err(crate::updates::too_late("telling the listing")));
+    match handed {
         Ok(()) => {}
-        Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_)) => {
+        Err(ApiError::NotFound(_)) => {
             // The listing finished (past its settling period): nothing can apply this payment
             // any more. Tell the admin to refund it by hand, and the provider to stop.
             let _ = s
@@ -166,8 +243,8 @@ async fn callback(AxState(s): AxState<Arc<State>>, headers: HeaderMap, body: Byt
             );
         }
         Err(e) => {
-            // Not marked as signalled: the provider's retry will try again.
-            tracing::warn!(error = %e, payment = %result.payment_id, "signal failed");
+            // Not marked as handed over: the provider's retry will try again.
+            tracing::warn!(error = %e, payment = %result.payment_id, "listing not told");
             return reply(StatusCode::SERVICE_UNAVAILABLE, "try again");
         }
     }
@@ -177,6 +254,28 @@ async fn callback(AxState(s): AxState<Arc<State>>, headers: HeaderMap, body: Byt
         .await;
     Metrics::inc(&s.metrics.callbacks_accepted);
     reply(StatusCode::OK, "accepted")
+}
+
+/// Listings of the first shape take each outcome as a signal of its own.
+async fn signal_first_shape(
+    s: &State,
+    listing: &ListingKey,
+    result: &PaymentResult,
+) -> Result<(), ApiError> {
+    s.client
+        .get_workflow_handle::<ListingWorkflow>(listing.workflow_id())
+        .signal(
+            ListingWorkflow::payment_result,
+            result.clone(),
+            WorkflowSignalOptions::default(),
+        )
+        .await
+        .map_err(|e| match e {
+            temporalio_client::errors::WorkflowInteractionError::NotFound(_) => {
+                ApiError::NotFound("the listing's workflow has finished".into())
+            }
+            other => ApiError::Unavailable(other.to_string()),
+        })
 }
 
 fn escape(s: &str) -> String {
@@ -201,18 +300,37 @@ async fn sandbox_page(AxState(s): AxState<Arc<State>>, Path(payment_id): Path<St
             escape(p.id.as_str())
         )
     };
+    // Only an open attempt can still be paid, failed or let expire.
+    let actions = if p.status == PaymentStatus::Init.as_str() {
+        format!(
+            "{}{}{}",
+            button("succeeded", "Pay"),
+            button("failed", "Fail the payment"),
+            button("expired", "Let it expire")
+        )
+    } else {
+        format!(
+            "<p>This payment is <b>{}</b>: {}</p>",
+            escape(&p.status.to_lowercase()),
+            match p.status.as_str() {
+                "SUCCEEDED" => "it has been paid.",
+                "REFUNDED" => "it was paid and the money has been given back.",
+                "FAILED" => "ask the shop for a new payment link.",
+                _ => "nothing more can be done with it.",
+            }
+        )
+    };
     Html(format!(
-        "<!doctype html><meta charset=utf-8><title>Payment sandbox</title>\
+        "<!doctype html><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
+         <title>Payment sandbox</title>\
          <h1>Payment sandbox</h1><p>Order <code>{}</code> · payment <code>{}</code></p>\
-         <p>Amount: <b>{}</b> · status: <b>{}</b></p>{}{}{}\
+         <p>Amount: <b>{}</b> · status: <b id=status>{}</b></p>{}\
          <p><small>This page stands in for a payment provider: each button sends a signed callback to the shop.</small></p>",
         escape(p.order_id.as_str()),
         escape(p.id.as_str()),
         escape(&p.amount.to_string()),
         escape(&p.status),
-        button("succeeded", "Pay"),
-        button("failed", "Fail the payment"),
-        button("expired", "Let it expire"),
+        actions,
     ))
     .into_response()
 }
@@ -233,6 +351,9 @@ async fn sandbox_act(
         Ok(None) => return reply(StatusCode::NOT_FOUND, "unknown payment"),
         Err(_) => return reply(StatusCode::SERVICE_UNAVAILABLE, "try again"),
     };
+    if p.status != PaymentStatus::Init.as_str() {
+        return reply(StatusCode::CONFLICT, "this payment is no longer open");
+    }
     let now = now_ms();
     let body = CallbackBody {
         event_id: format!(
@@ -243,7 +364,9 @@ async fn sandbox_act(
         order_id: p.order_id.to_string(),
         outcome: outcome.clone(),
         error: (outcome == "failed").then(|| "card declined (sandbox)".to_string()),
-        occurred_at: now.0 / 1000,
+        occurred_at: OccurredAt::Seconds(now.0 / 1000),
+        amount_minor: Some(p.amount.amount_minor),
+        currency: Some(p.amount.currency.as_str().to_string()),
     };
     let raw = serde_json::to_vec(&body).expect("serializable");
     let sig = signature::sign(&s.cfg.callback_secret, now.0 / 1000, &raw);

@@ -3,19 +3,26 @@
 //! decides a business rule itself.
 
 pub mod admin;
+pub mod admission;
 pub mod app;
 pub mod auth;
+pub mod client;
 pub mod coalescer;
 pub mod convert;
 pub mod customer;
 pub mod demo;
 pub mod error;
 pub mod grouped;
+pub mod history;
 pub mod http;
 pub mod idempotency;
+pub mod lists;
 pub mod metrics;
+pub mod paging;
+pub mod pokes;
 pub mod signature;
 pub mod updates;
+pub mod web;
 
 pub mod pb {
     tonic::include_proto!("sellwindow.v1");

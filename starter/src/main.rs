@@ -30,7 +30,10 @@ async fn main() -> anyhow::Result<()> {
             sellwindow_worker::run(cfg, telemetry::shutdown_signal()).await
         }
         Some("token") => {
-            let auth = Auth::new(&cfg.jwt_secret);
+            let auth = Auth::with_rules(
+                &cfg.jwt_secret,
+                sellwindow_starter::auth::TokenRules::of(&cfg),
+            );
             let token = match (args.get(1).map(String::as_str), args.get(2)) {
                 (Some("--admin"), _) => auth.mint("admin", true, 24 * 3600),
                 (Some("--customer"), Some(id)) => auth.mint(id, false, 24 * 3600),
@@ -41,8 +44,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("demo") => {
             let grpc = format!("http://{}", cfg.grpc_addr);
-            let api =
-                demo::ApiClient::connect(&grpc, &cfg.public_base_url, &cfg.jwt_secret).await?;
+            let api = demo::ApiClient::connect(&grpc, &cfg.public_base_url, &cfg.jwt_secret)
+                .await?
+                .with_provider_secret(&cfg.callback_secret);
             let ui =
                 std::env::var("TEMPORAL_UI_URL").unwrap_or_else(|_| "http://localhost:8233".into());
             demo::run(&api, &ui, &cfg.temporal_namespace).await?;

@@ -1,10 +1,11 @@
 //! Properties of the payment provider's callback: the signature (`signature::{sign, verify}`)
 //! refuses any change to what was signed, and the body parser (`http::parse_callback`) accepts
-//! exactly the documented shape. Neither may panic on anything a caller can send.
+//! what a provider may reasonably send (fields of its own, unix seconds or RFC 3339 times) and
+//! refuses what names no payment or outcome. Neither may panic on anything a caller can send.
 
 use proptest::prelude::*;
 use sellwindow_domain::PaymentOutcome;
-use sellwindow_starter::http::{CallbackBody, parse_callback};
+use sellwindow_starter::http::{CallbackBody, OccurredAt, parse_callback};
 use sellwindow_starter::signature::{SignatureError, TOLERANCE_SECS, sign, verify};
 
 /// A realistic clock: unix seconds between 2001 and 2096.
@@ -46,7 +47,9 @@ fn callback_body() -> impl Strategy<Value = CallbackBody> {
                 order_id,
                 outcome: outcome.to_string(),
                 error,
-                occurred_at,
+                occurred_at: OccurredAt::Seconds(occurred_at),
+                amount_minor: None,
+                currency: None,
             },
         )
 }
@@ -211,7 +214,7 @@ proptest! {
         prop_assert_eq!(&back.order_id, &cb.order_id);
         prop_assert_eq!(&back.outcome, &cb.outcome);
         prop_assert_eq!(&back.error, &cb.error);
-        prop_assert_eq!(back.occurred_at, cb.occurred_at);
+        prop_assert_eq!(&back.occurred_at, &cb.occurred_at);
         prop_assert_eq!(&r.event_id, &cb.event_id);
         prop_assert_eq!(r.payment_id.as_str(), cb.payment_id.as_str());
         prop_assert_eq!(r.order_id.as_str(), cb.order_id.as_str());
@@ -221,7 +224,8 @@ proptest! {
             r.error.clone(),
             cb.error.as_ref().map(|e| e.chars().take(500).collect::<String>())
         );
-        prop_assert_eq!(r.occurred_at.0, cb.occurred_at.saturating_mul(1000));
+        let OccurredAt::Seconds(secs) = cb.occurred_at.clone() else { unreachable!() };
+        prop_assert_eq!(r.occurred_at.0, secs.saturating_mul(1000));
         // And a body signed then verified is the same body the parser read.
         let h = sign("k", 1_700_000_000, &raw);
         prop_assert_eq!(verify("k", &h, &raw, 1_700_000_000), Ok(()));
@@ -240,11 +244,42 @@ proptest! {
             2 => v["event_id"] = "e".repeat(129).into(),
             3 => v["payment_id"] = format!("pay{junk}").into(),
             4 => v["order_id"] = "".into(),
-            5 => v["amount"] = 100.into(), // unknown fields are refused
+            5 => v["occurred_at"] = "yesterday".into(),
             _ => { v.as_object_mut().unwrap().remove("occurred_at"); }
         }
         let raw = serde_json::to_vec(&v).unwrap();
         prop_assert!(parse_callback(&raw).is_err(), "accepted {v}");
+    }
+}
+
+proptest! {
+    /// A provider's own fields and its way of writing the time never change what is read.
+    #[test]
+    fn what_a_provider_adds_or_how_it_writes_the_time_changes_nothing(
+        cb in callback_body(),
+        extra in proptest::collection::btree_map("[a-z_]{1,12}", "[ -~]{0,20}", 0..5),
+        secs in 0i64..4_000_000_000,
+        form in 0usize..4,
+    ) {
+        let mut v = serde_json::to_value(&cb).unwrap();
+        for (k, x) in extra {
+            if v.get(&k).is_none() {
+                v[k] = x.into();
+            }
+        }
+        let when = chrono::DateTime::from_timestamp(secs, 0).unwrap();
+        v["occurred_at"] = match form {
+            0 => secs.into(),
+            1 => (secs as f64).into(),
+            2 => when.to_rfc3339().into(),
+            _ => when.format("%Y-%m-%dT%H:%M:%S+08:00").to_string().into(),
+        };
+        let raw = serde_json::to_vec(&v).unwrap();
+        let (_, r) = parse_callback(&raw).expect("a provider's body is accepted");
+        let offset = if form == 3 { -8 * 3600 * 1000 } else { 0 };
+        prop_assert_eq!(r.occurred_at.0, secs * 1000 + offset);
+        prop_assert_eq!(r.payment_id.as_str(), cb.payment_id.as_str());
+        prop_assert_eq!(Some(r.outcome), PaymentOutcome::parse(&cb.outcome));
     }
 }
 

@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 pub const DEV_JWT_SECRET: &str = "dev-only-jwt-secret-change-me";
 pub const DEV_CALLBACK_SECRET: &str = "dev-only-callback-secret-change-me";
 
+const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
+const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+
 #[derive(Clone)]
 pub struct Config {
     pub env: Env,
@@ -27,14 +30,27 @@ pub struct Config {
     /// Serve the payment sandbox outside development too (demo deployments only: anyone who
     /// knows a payment id can mark it paid there).
     pub sandbox_in_production: bool,
-    /// The largest listing state (base64 characters) carried inline when a listing's workflow
-    /// continues as new; larger ones go through the database. None: the workflow's default.
-    pub handover_inline_max: Option<u32>,
+    /// How listings started from now on cut their fan-outs and hand over (tests make the
+    /// numbers small to exercise both with few orders).
+    pub listing_tuning: sellwindow_workflows::Tuning,
     /// Gzip the gRPC traffic with Temporal (the SDK's default). Off unless asked for: reserve
     /// updates carry a few kilobytes each, and on a busy host compressing them costs more CPU
     /// in the worker, the API and the server than it saves (a link between data centres may
     /// want it on).
     pub temporal_grpc_gzip: bool,
+    /// How long the API waits on a listing for any one call before answering
+    /// DEADLINE_EXCEEDED (or, for an admin's fan-out the listing has accepted, answering
+    /// that it is under way).
+    pub rpc_deadline: std::time::Duration,
+    /// gRPC calls one API process serves at once; past that a call is answered UNAVAILABLE.
+    pub max_concurrent_calls: usize,
+    /// Where operators open the Temporal UI (the admin console links each listing there).
+    pub temporal_ui_url: String,
+    /// When set, tokens must carry this `iss` / `aud` (the shop identity provider's).
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    /// Tokens expiring further ahead than this are refused.
+    pub jwt_max_lifetime_secs: u64,
 }
 
 impl Config {
@@ -83,6 +99,12 @@ pub enum ConfigError {
     Invalid(&'static str, String),
     #[error("{0} must be set to a real secret (at least 32 characters) outside development")]
     MissingSecret(&'static str),
+    #[error(
+        "SELLWINDOW_ENV is not set and GRPC_ADDR or HTTP_ADDR listens beyond loopback: set \
+         SELLWINDOW_ENV=production with JWT_SECRET and PAYMENT_CALLBACK_SECRET, or \
+         SELLWINDOW_ENV=development to run on the public development secrets anyway"
+    )]
+    Unsafe,
 }
 
 impl Config {
@@ -92,15 +114,25 @@ impl Config {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let or = |k: &str, d: &str| get(k).filter(|v| !v.is_empty()).unwrap_or_else(|| d.into());
-        let env = match or("SELLWINDOW_ENV", "development").as_str() {
-            "development" | "dev" => Env::Development,
-            "production" | "prod" => Env::Production,
-            other => return Err(ConfigError::Invalid("SELLWINDOW_ENV", other.into())),
-        };
         let addr = |k: &'static str, d: &str| -> Result<SocketAddr, ConfigError> {
             or(k, d)
                 .parse()
                 .map_err(|e: std::net::AddrParseError| ConfigError::Invalid(k, e.to_string()))
+        };
+        let env = match get("SELLWINDOW_ENV").filter(|v| !v.is_empty()).as_deref() {
+            Some("development" | "dev") => Env::Development,
+            Some("production" | "prod") => Env::Production,
+            Some(other) => return Err(ConfigError::Invalid("SELLWINDOW_ENV", other.into())),
+            // Fail closed: the development secrets are public, so they apply unasked only
+            // where nobody else can connect.
+            None => {
+                let loopback = addr("GRPC_ADDR", DEFAULT_GRPC_ADDR)?.ip().is_loopback()
+                    && addr("HTTP_ADDR", DEFAULT_HTTP_ADDR)?.ip().is_loopback();
+                if !loopback {
+                    return Err(ConfigError::Unsafe);
+                }
+                Env::Development
+            }
         };
         let secret = |k: &'static str, dev: &str| -> Result<String, ConfigError> {
             match (get(k).filter(|v| !v.is_empty()), env) {
@@ -112,7 +144,7 @@ impl Config {
                 (None, Env::Production) => Err(ConfigError::MissingSecret(k)),
             }
         };
-        let http_addr = addr("HTTP_ADDR", "127.0.0.1:8080")?;
+        let http_addr = addr("HTTP_ADDR", DEFAULT_HTTP_ADDR)?;
         let public_base_url = or("PUBLIC_BASE_URL", &format!("http://{http_addr}"));
         Ok(Self {
             env,
@@ -120,7 +152,7 @@ impl Config {
             temporal_address: or("TEMPORAL_ADDRESS", "http://127.0.0.1:7233"),
             temporal_namespace: or("TEMPORAL_NAMESPACE", "default"),
             task_queue: or("TEMPORAL_TASK_QUEUE", "sellwindow"),
-            grpc_addr: addr("GRPC_ADDR", "127.0.0.1:50051")?,
+            grpc_addr: addr("GRPC_ADDR", DEFAULT_GRPC_ADDR)?,
             http_addr,
             payment_callback_url: or(
                 "PAYMENT_CALLBACK_URL",
@@ -137,12 +169,55 @@ impl Config {
                 get("PAYMENT_SANDBOX_IN_PRODUCTION").as_deref(),
                 Some("1" | "true")
             ),
-            handover_inline_max: match get("LISTING_HANDOVER_INLINE_MAX").filter(|v| !v.is_empty())
-            {
-                None => None,
-                Some(v) => Some(v.parse().map_err(|e: std::num::ParseIntError| {
-                    ConfigError::Invalid("LISTING_HANDOVER_INLINE_MAX", e.to_string())
-                })?),
+            listing_tuning: {
+                let d = sellwindow_workflows::Tuning::default();
+                let number = |key: &'static str, default: u32| -> Result<u32, ConfigError> {
+                    match get(key).filter(|v| !v.is_empty()) {
+                        None => Ok(default),
+                        Some(v) => match v.parse::<u32>() {
+                            Ok(n) if n > 0 => Ok(n),
+                            _ => Err(ConfigError::Invalid(
+                                key,
+                                format!("{v:?}: a positive number"),
+                            )),
+                        },
+                    }
+                };
+                sellwindow_workflows::Tuning {
+                    sweep_chunk: number("LISTING_SWEEP_CHUNK", d.sweep_chunk)?,
+                    handover_events: number("LISTING_HANDOVER_EVENTS", d.handover_events)?,
+                    handover_updates: number("LISTING_HANDOVER_UPDATES", d.handover_updates)?,
+                }
+            },
+            max_concurrent_calls: match get("MAX_CONCURRENT_CALLS").filter(|v| !v.is_empty()) {
+                None => 4_096,
+                Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ConfigError::Invalid(
+                        "MAX_CONCURRENT_CALLS",
+                        format!("{v:?}: a positive number"),
+                    )
+                })?,
+            },
+            temporal_ui_url: or("TEMPORAL_UI_URL", "http://localhost:8233"),
+            jwt_issuer: get("JWT_ISSUER").filter(|v| !v.is_empty()),
+            jwt_audience: get("JWT_AUDIENCE").filter(|v| !v.is_empty()),
+            jwt_max_lifetime_secs: match get("JWT_MAX_LIFETIME_SECS").filter(|v| !v.is_empty()) {
+                None => 30 * 24 * 3600,
+                Some(v) => v.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    ConfigError::Invalid("JWT_MAX_LIFETIME_SECS", format!("{v:?}: seconds"))
+                })?,
+            },
+            rpc_deadline: match get("RPC_DEADLINE_MS").filter(|v| !v.is_empty()) {
+                None => std::time::Duration::from_secs(10),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(ms) if (100..=600_000).contains(&ms) => std::time::Duration::from_millis(ms),
+                    _ => {
+                        return Err(ConfigError::Invalid(
+                            "RPC_DEADLINE_MS",
+                            format!("{v:?}: milliseconds between 100 and 600000"),
+                        ));
+                    }
+                },
             },
             temporal_grpc_gzip: match get("TEMPORAL_GRPC_COMPRESSION").as_deref() {
                 None | Some("" | "none") => false,
@@ -155,6 +230,72 @@ impl Config {
                 }
             },
         })
+    }
+}
+
+impl Config {
+    /// The environment that configures a process exactly as `self` (the inverse of
+    /// `from_lookup`): how a parent starts `starter serve` / `starter worker` children.
+    pub fn to_env(&self) -> Vec<(&'static str, String)> {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        vec![
+            (
+                "SELLWINDOW_ENV",
+                match self.env {
+                    Env::Development => "development",
+                    Env::Production => "production",
+                }
+                .into(),
+            ),
+            ("DATABASE_URL", self.database_url.clone()),
+            ("TEMPORAL_ADDRESS", self.temporal_address.clone()),
+            ("TEMPORAL_NAMESPACE", self.temporal_namespace.clone()),
+            ("TEMPORAL_TASK_QUEUE", self.task_queue.clone()),
+            ("GRPC_ADDR", self.grpc_addr.to_string()),
+            ("HTTP_ADDR", self.http_addr.to_string()),
+            ("PUBLIC_BASE_URL", self.public_base_url.clone()),
+            ("PAYMENT_CALLBACK_URL", self.payment_callback_url.clone()),
+            ("JWT_SECRET", self.jwt_secret.clone()),
+            ("PAYMENT_CALLBACK_SECRET", self.callback_secret.clone()),
+            ("NOTIFY_WEBHOOK_URL", opt(&self.notify_webhook_url)),
+            (
+                "PAYMENT_SANDBOX_IN_PRODUCTION",
+                self.sandbox_in_production.to_string(),
+            ),
+            (
+                "LISTING_SWEEP_CHUNK",
+                self.listing_tuning.sweep_chunk.to_string(),
+            ),
+            (
+                "LISTING_HANDOVER_EVENTS",
+                self.listing_tuning.handover_events.to_string(),
+            ),
+            (
+                "LISTING_HANDOVER_UPDATES",
+                self.listing_tuning.handover_updates.to_string(),
+            ),
+            (
+                "MAX_CONCURRENT_CALLS",
+                self.max_concurrent_calls.to_string(),
+            ),
+            ("TEMPORAL_UI_URL", self.temporal_ui_url.clone()),
+            ("JWT_ISSUER", opt(&self.jwt_issuer)),
+            ("JWT_AUDIENCE", opt(&self.jwt_audience)),
+            (
+                "JWT_MAX_LIFETIME_SECS",
+                self.jwt_max_lifetime_secs.to_string(),
+            ),
+            ("RPC_DEADLINE_MS", self.rpc_deadline.as_millis().to_string()),
+            (
+                "TEMPORAL_GRPC_COMPRESSION",
+                if self.temporal_grpc_gzip {
+                    "gzip"
+                } else {
+                    "none"
+                }
+                .into(),
+            ),
+        ]
     }
 }
 
@@ -179,6 +320,21 @@ mod tests {
             c.payment_callback_url,
             "http://127.0.0.1:8080/payments/callback"
         );
+    }
+
+    #[test]
+    fn unset_env_on_a_public_address_refuses_to_start_on_the_development_secrets() {
+        for (key, value) in [
+            ("GRPC_ADDR", "0.0.0.0:50051"),
+            ("HTTP_ADDR", "10.0.0.5:8080"),
+        ] {
+            assert!(matches!(cfg(&[(key, value)]), Err(ConfigError::Unsafe)));
+            // Asked for explicitly, development runs anywhere.
+            let dev = cfg(&[(key, value), ("SELLWINDOW_ENV", "development")]).unwrap();
+            assert_eq!(dev.env, Env::Development);
+        }
+        let local = cfg(&[("GRPC_ADDR", "[::1]:50051")]).unwrap();
+        assert_eq!(local.env, Env::Development);
     }
 
     #[test]
@@ -237,5 +393,23 @@ mod tests {
             cfg(&[("TEMPORAL_GRPC_COMPRESSION", "zstd")]),
             Err(ConfigError::Invalid("TEMPORAL_GRPC_COMPRESSION", _))
         ));
+    }
+
+    #[test]
+    fn a_child_started_with_to_env_reads_the_same_configuration() {
+        let mut first = cfg(&[
+            ("SELLWINDOW_ENV", "development"),
+            ("GRPC_ADDR", "127.0.0.1:6001"),
+            ("JWT_ISSUER", "shop"),
+            ("RPC_DEADLINE_MS", "2500"),
+            ("LISTING_SWEEP_CHUNK", "7"),
+            ("TEMPORAL_GRPC_COMPRESSION", "gzip"),
+        ])
+        .unwrap();
+        first.max_concurrent_calls = 12;
+        let env: HashMap<_, _> = first.to_env().into_iter().collect();
+        let again = Config::from_lookup(|k| env.get(k).cloned()).unwrap();
+        assert_eq!(format!("{first:?}"), format!("{again:?}"));
+        assert_eq!(again.to_env(), first.to_env());
     }
 }

@@ -1,4 +1,5 @@
-//! The worker process: hosts the `SellWindow` workflow and its activities on the task queue.
+//! The worker process: hosts the `SellWindow` workflow and its activities on the task queue
+//! (and the first-shape workflow, for listings that started on it).
 //! Also home of the shared configuration and the Temporal connection, which the API reuses.
 
 pub mod config;
@@ -6,9 +7,13 @@ pub mod telemetry;
 
 pub use config::{Config, Env};
 
-use sellwindow_activities::notify::{NotificationSink, WebhookSink, redeliver_pending};
-use sellwindow_activities::{LogSink, SellWindowActivities, Store};
-use sellwindow_workflows::SellWindowWorkflow;
+use sellwindow_activities::ListingActivities;
+use sellwindow_activities::notify::{
+    NotificationSink, Redelivered, Redelivery, WebhookSink, redeliver_pending,
+};
+use sellwindow_activities::{Faults, LogSink, SellWindowActivities, Store};
+use sellwindow_domain::UnixMillis;
+use sellwindow_workflows::{ListingWorkflow, SellWindowWorkflow};
 use std::sync::Arc;
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, GrpcCompression};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
@@ -61,11 +66,18 @@ pub fn build_worker(
     store: Store,
     sink: Arc<dyn NotificationSink>,
     cfg: &Config,
+    faults: Arc<Faults>,
 ) -> anyhow::Result<Worker> {
-    let activities = SellWindowActivities::new(store, sink, cfg.public_base_url.clone());
+    // Listings that started on the first shape finish on it.
+    let first_shape =
+        SellWindowActivities::new(store.clone(), sink.clone(), cfg.public_base_url.clone())
+            .with_faults(faults.clone());
+    let listing = ListingActivities::new(store, sink, cfg.public_base_url.clone(), faults);
     let options = WorkerOptions::new(cfg.task_queue.clone())
+        .register_workflow::<ListingWorkflow>()?
         .register_workflow::<SellWindowWorkflow>()?
-        .register_activities(activities)
+        .register_activities(listing)
+        .register_activities(first_shape)
         .build();
     Ok(Worker::new(runtime, client, options)?)
 }
@@ -75,22 +87,33 @@ pub async fn run(
     cfg: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_with_faults(cfg, Arc::default(), shutdown).await
+}
+
+/// [`run`] with test fault injection armed through `faults`.
+pub async fn run_with_faults(
+    cfg: Config,
+    faults: Arc<Faults>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let store = Store::connect(&cfg.database_url).await?;
     let client = connect_temporal(&cfg).await?;
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let sink = sink(&cfg);
-    let mut worker = build_worker(&runtime, client, store.clone(), sink.clone(), &cfg)?;
-    // Whatever a sink could not deliver is tried again, every 30 s.
+    let mut worker = build_worker(&runtime, client, store.clone(), sink.clone(), &cfg, faults)?;
+    // Whatever a sink could not deliver is tried again (claimed by one worker at a time, with
+    // growing pauses, dead after its last attempt); looked at every 30 s.
     let redelivery = tokio::spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-            let cutoff = std::time::SystemTime::now()
+            let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64 - 10_000)
+                .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
-            match redeliver_pending(&store, &*sink, sellwindow_domain::UnixMillis(cutoff)).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(delivered = n, "redelivered notifications"),
+            let (cutoff, now) = (UnixMillis(now - 10_000), UnixMillis(now));
+            match redeliver_pending(&store, &*sink, cutoff, now, Redelivery::default()).await {
+                Ok(done) if done == Redelivered::default() => {}
+                Ok(done) => tracing::info!(?done, "redelivered notifications"),
                 Err(e) => tracing::warn!(error = %e, "notification redelivery failed"),
             }
         }

@@ -1,14 +1,13 @@
-//! Deterministic orchestration of one listing (a product in a sell window): the pure state
-//! machine in [`machine`], and the `SellWindow` Temporal workflow in [`sell_window`] that drives
-//! it with updates, signals, durable timers and activities, handing over to a new run through
-//! [`handover`].
+//! Deterministic orchestration of one listing (a product in a sell window): the business rules
+//! in [`machine`], the `SellWindow` workflow in [`listing`] with the writes it declares
+//! ([`listing::contract`]), and [`legacy`], the first shape, kept for listings that started on
+//! it. No I/O here: the `activities` crate implements the writes.
 
-pub mod handover;
+pub mod legacy;
+pub mod listing;
 pub mod machine;
-pub mod order_codec;
 pub mod rejection;
-pub mod sell_window;
-pub mod writes;
 
-pub use handover::ListingStart;
-pub use sell_window::{CONTINUE_AS_NEW_AFTER, SEARCH_ATTRIBUTES, SellWindowWorkflow};
+pub use legacy::{CONTINUE_AS_NEW_AFTER, ListingStart, SEARCH_ATTRIBUTES, SellWindowWorkflow};
+pub use listing::ListingWorkflow;
+pub use listing::start::{ListingRun, Tuning};

@@ -1,5 +1,8 @@
-//! How the workflow refuses an update in its validator: a message prefixed with the gRPC code
-//! the API must answer with. A refused update leaves no history.
+//! How the workflow refuses an update (in its validator, which leaves no history, or in its
+//! handler): a message prefixed with the gRPC code the API must answer with. The listing's
+//! typed refusals are mapped to their codes here, once.
+
+use crate::machine::{ListingRefusal, OrderRefusal};
 
 /// The codes a validator may refuse with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +31,32 @@ pub const HANDING_OVER: &str = "the listing is moving to a new run; retry";
 /// Whether a failed update's message is the hand-over refusal.
 pub fn is_handing_over(msg: &str) -> bool {
     msg.contains(HANDING_OVER)
+}
+
+/// An update handler's or validator's failure.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The listing's refusal as the update's failure.
+pub fn refuse(r: &ListingRefusal) -> HandlerError {
+    let code = match r {
+        ListingRefusal::HandingOver => return HANDING_OVER.into(),
+        ListingRefusal::Closed { .. }
+        | ListingRefusal::ThresholdNotReached { .. }
+        | ListingRefusal::NotInProduction { .. } => RejectCode::FailedPrecondition,
+        ListingRefusal::UnknownStep(_) => RejectCode::NotFound,
+        ListingRefusal::EmptyBatch => RejectCode::InvalidArgument,
+    };
+    reject(code, r)
+}
+
+/// A refused change to an order as the update's failure.
+pub fn refuse_order(r: &OrderRefusal) -> HandlerError {
+    let code = match r {
+        OrderRefusal::NotFound => RejectCode::NotFound,
+        OrderRefusal::NotYours => RejectCode::PermissionDenied,
+        OrderRefusal::Status(_) => RejectCode::FailedPrecondition,
+    };
+    reject(code, r)
 }
 
 pub fn reject(

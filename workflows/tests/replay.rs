@@ -1,9 +1,10 @@
 //! Replays every recorded history under `tests/histories/` against the current workflow code:
-//! a change that would break running workflows (non-determinism) fails here. `v1_*`, `v2_*`
-//! and `v3_*` were recorded by earlier versions; the rest by the current one (re-record them with
+//! a change that would break running workflows (non-determinism) fails here. `v1_*` to `v4_*`
+//! were recorded by the first shape of the workflow (`SellWindowWorkflow`, kept so listings
+//! started on it finish); the rest by the current `SellWindow` workflow (re-record them with
 //! `SELLWINDOW_RECORD_HISTORIES=1 cargo test -p sellwindow-starter --test e2e`).
 
-use sellwindow_workflows::SellWindowWorkflow;
+use sellwindow_workflows::{ListingWorkflow, SellWindowWorkflow};
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
@@ -24,6 +25,8 @@ async fn recorded_histories_replay_against_the_current_code() {
         let replayer = WorkflowReplayer::new(
             WorkflowReplayerOptions::new()
                 .register_workflow::<SellWindowWorkflow>()
+                .unwrap()
+                .register_workflow::<ListingWorkflow>()
                 .unwrap()
                 .build(),
         )

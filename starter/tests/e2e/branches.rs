@@ -119,14 +119,7 @@ async fn a_failed_payment_keeps_the_units_and_a_retry_can_still_pay() {
         ("PAYMENT_REQUESTED", 1, "card declined")
     );
     assert_eq!(counters(&app, &w).await, (2, 2, 0, "OPEN".into()));
-    let notes = app
-        .store
-        .notifications(
-            Some(&sellwindow_domain::CustomerId::parse("c").unwrap()),
-            None,
-        )
-        .await
-        .unwrap();
+    let notes = app.notifications(Some("c"), None).await;
     assert!(notes.iter().any(|n| n.kind == "payment_failed"));
     // A new pay link; the failed one no longer counts.
     let retried = app
@@ -351,25 +344,22 @@ async fn nothing_paid_at_close_means_no_production_and_the_admin_is_told() {
     let tail: Vec<&str> = ev
         .iter()
         .map(String::as_str)
-        .skip_while(|n| *n != "order.expired")
+        .skip_while(|n| *n != "sell_window.finalize_requested")
         .collect();
+    // close_at: finalize requested, the unpaid order expires (its payment first), then the
+    // paid quantity (nothing) is frozen.
     assert_eq!(
         tail,
         [
-            "order.expired",
             "sell_window.finalize_requested",
+            "payment.expired",
+            "order.expired",
             "sell_window.finalized"
         ]
     );
     let sw = SellWindowId::parse(w.id.clone()).unwrap();
-    assert!(
-        app.store
-            .work_orders(Some(&sw), None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let notes = app.store.notifications(None, Some(&sw)).await.unwrap();
+    assert!(app.work_orders(&sw).await.is_empty());
+    let notes = app.notifications(None, Some(&sw)).await;
     assert!(notes.iter().any(|n| n.kind == "nothing_to_produce"));
     db_agrees(&app, &w).await;
     app.record_history(&w, "nothing_to_produce").await;
@@ -474,14 +464,7 @@ async fn an_admin_cancel_before_close_cancels_every_order_and_refunds_the_paid_o
     assert_eq!(ev.last().map(String::as_str), Some("sell_window.cancelled"));
     // Each customer was told; a second cancel is a precondition failure; reserving is refused.
     for c in ["a", "b"] {
-        let notes = app
-            .store
-            .notifications(
-                Some(&sellwindow_domain::CustomerId::parse(c).unwrap()),
-                None,
-            )
-            .await
-            .unwrap();
+        let notes = app.notifications(Some(c), None).await;
         assert!(
             notes.iter().any(|n| n.kind == "order_cancelled"),
             "{c} was not told"

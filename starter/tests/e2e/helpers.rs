@@ -4,6 +4,9 @@
 //! Everything is stopped when the `TestApp` drops.
 
 use sellwindow_activities::Store;
+use sellwindow_activities::lists::{NotificationFilter, PageRequest};
+use sellwindow_activities::queries::{NotificationRow, WorkOrderRow};
+use sellwindow_domain::{CustomerId, SellWindowId};
 use sellwindow_starter::Application;
 use sellwindow_starter::demo::ApiClient;
 use sellwindow_starter::pb;
@@ -374,17 +377,6 @@ impl TestApp {
     }
 
     pub async fn order(&self, id: &str) -> pb::Order {
-        self.api
-            .admin()
-            .list_orders(ApiClient::req(
-                pb::ListOrdersRequest {
-                    sell_window_id: String::new(),
-                    product_id: String::new(),
-                },
-                &self.admin(),
-            ))
-            .await
-            .ok();
         let o = self
             .store
             .order(&sellwindow_domain::OrderId::parse(id).unwrap())
@@ -432,20 +424,68 @@ impl TestApp {
             .await
     }
 
+    /// The window's whole event log, read through the API a page at a time.
     pub async fn events(&self, w: &pb::SellWindow) -> Vec<pb::Event> {
-        self.api
-            .admin()
-            .list_events(ApiClient::req(
-                pb::ListEventsRequest {
-                    sell_window_id: w.id.clone(),
-                    after_seq: 0,
-                },
-                &self.admin(),
-            ))
+        let (mut events, mut token) = (Vec::new(), String::new());
+        loop {
+            let page = self
+                .api
+                .admin()
+                .list_events(ApiClient::req(
+                    pb::ListEventsRequest {
+                        sell_window_id: w.id.clone(),
+                        page_size: 1_000,
+                        page_token: token,
+                        ..Default::default()
+                    },
+                    &self.admin(),
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            events.extend(page.events);
+            if page.next_page_token.is_empty() {
+                return events;
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// Every notification (a customer's own, or with `customer` None all of them), optionally
+    /// of one window, read from the store a page at a time.
+    pub async fn notifications(
+        &self,
+        customer: Option<&str>,
+        sw: Option<&SellWindowId>,
+    ) -> Vec<NotificationRow> {
+        let filter = NotificationFilter {
+            customer: customer.map(|c| CustomerId::parse(c).unwrap()),
+            sell_window_id: sw.cloned(),
+            ..NotificationFilter::default()
+        };
+        let (mut all, mut after) = (Vec::new(), None);
+        loop {
+            let p = PageRequest { after, size: 1_000 };
+            let page = self.store.notifications(&filter, &p).await.unwrap();
+            all.extend(page.items);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return all,
+            }
+        }
+    }
+
+    /// The window's work orders with their steps.
+    pub async fn work_orders(&self, sw: &SellWindowId) -> Vec<WorkOrderRow> {
+        let p = PageRequest {
+            after: None,
+            size: 1_000,
+        };
+        self.store
+            .work_orders(Some(sw), None, &p)
             .await
             .unwrap()
-            .into_inner()
-            .events
+            .items
     }
 
     /// Saves the listing workflow's history for the replay test when
@@ -456,7 +496,7 @@ impl TestApp {
         }
         let h = self
             .temporal
-            .get_workflow_handle::<sellwindow_workflows::SellWindowWorkflow>(
+            .get_workflow_handle::<sellwindow_workflows::ListingWorkflow>(
                 &w.listings[0].workflow_id,
             );
         let json = h.fetch_history(Default::default()).to_json().await.unwrap();
@@ -479,18 +519,25 @@ impl TestApp {
 // of Temporal and of the API, and snapshots of the database to show that nothing changed.
 
 /// How `spawn_app_with` builds the app (`Default` is what `spawn_app` builds).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct AppOptions {
     /// No in-process worker: the test runs its own `starter worker` children (`Proc::worker`).
     pub no_in_process_worker: bool,
     /// Temporal persists to a SQLite file in the test's folder, so `restart_temporal` finds its
     /// workflows and timers again.
     pub temporal_on_disk: bool,
-    /// `Config::handover_inline_max` (Some(0): every continue-as-new goes through the store).
-    pub handover_inline_max: Option<u32>,
+    /// How listings cut their fan-outs and hand over (small numbers exercise both with few
+    /// orders).
+    pub tuning: sellwindow_workflows::Tuning,
     /// The history size (bytes) past which the server suggests continuing as new (4 MiB by
     /// default): small values make listings hand over by size in a test-sized run.
     pub suggest_continue_as_new_bytes: Option<u64>,
+    /// Fault injection for the in-process worker's activities.
+    pub faults: std::sync::Arc<sellwindow_activities::Faults>,
+    /// The API's deadline for one call (10 s when not given).
+    pub rpc_deadline: Option<Duration>,
+    /// Calls the API serves at once (4,096 when not given).
+    pub max_concurrent_calls: Option<usize>,
 }
 
 /// `spawn_app` with options.
@@ -525,8 +572,14 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         callback_secret: "test-callback-secret".into(),
         notify_webhook_url: None,
         sandbox_in_production: false,
-        handover_inline_max: opts.handover_inline_max,
+        listing_tuning: opts.tuning,
         temporal_grpc_gzip: false,
+        rpc_deadline: opts.rpc_deadline.unwrap_or(Duration::from_secs(10)),
+        max_concurrent_calls: opts.max_concurrent_calls.unwrap_or(4_096),
+        temporal_ui_url: "http://localhost:8233".into(),
+        jwt_issuer: None,
+        jwt_audience: None,
+        jwt_max_lifetime_secs: 30 * 24 * 3600,
     };
     let store = Store::connect(&cfg.database_url).await.expect("database");
     let client = sellwindow_worker::connect_temporal(&cfg)
@@ -557,15 +610,20 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     } else {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let worker_cfg = cfg.clone();
+        let faults = opts.faults.clone();
         let worker = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(sellwindow_worker::run(worker_cfg, async {
-                let _ = stop_rx.await;
-            }))
+            rt.block_on(sellwindow_worker::run_with_faults(
+                worker_cfg,
+                faults,
+                async {
+                    let _ = stop_rx.await;
+                },
+            ))
             .expect("worker");
         });
         (Some(stop_tx), Some(worker))
@@ -594,7 +652,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
 pub async fn wait_temporal_ready(client: &temporalio_client::Client, timeout: Duration) {
     let start = std::time::Instant::now();
     while start.elapsed() < timeout {
-        let h = client.get_workflow_handle::<sellwindow_workflows::SellWindowWorkflow>("probe");
+        let h = client.get_workflow_handle::<sellwindow_workflows::ListingWorkflow>("probe");
         let probe =
             tokio::time::timeout(Duration::from_secs(5), h.describe(Default::default())).await;
         if let Ok(Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_))) = probe {
@@ -607,24 +665,12 @@ pub async fn wait_temporal_ready(client: &temporalio_client::Client, timeout: Du
 
 /// The environment a `starter` child needs to act as the app configured by `cfg`.
 pub fn config_env(cfg: &Config) -> Vec<(&'static str, String)> {
-    vec![
-        ("SELLWINDOW_ENV", "development".into()),
-        ("DATABASE_URL", cfg.database_url.clone()),
-        ("TEMPORAL_ADDRESS", cfg.temporal_address.clone()),
-        ("TEMPORAL_NAMESPACE", cfg.temporal_namespace.clone()),
-        ("TEMPORAL_TASK_QUEUE", cfg.task_queue.clone()),
-        ("GRPC_ADDR", cfg.grpc_addr.to_string()),
-        ("HTTP_ADDR", cfg.http_addr.to_string()),
-        ("PUBLIC_BASE_URL", cfg.public_base_url.clone()),
-        ("PAYMENT_CALLBACK_URL", cfg.payment_callback_url.clone()),
-        ("JWT_SECRET", cfg.jwt_secret.clone()),
-        ("PAYMENT_CALLBACK_SECRET", cfg.callback_secret.clone()),
-        ("NOTIFY_WEBHOOK_URL", String::new()),
-        (
-            "RUST_LOG",
-            std::env::var("SELLWINDOW_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
-        ),
-    ]
+    let mut env = cfg.to_env();
+    env.push((
+        "RUST_LOG",
+        std::env::var("SELLWINDOW_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
+    ));
+    env
 }
 
 /// A `starter` child process (`worker` or `serve`), logging to a file; killed on drop.
@@ -673,6 +719,22 @@ impl Proc {
         cfg.payment_callback_url = format!("http://127.0.0.1:{http}/payments/callback");
         let log = app._dir.0.join(format!("api-{grpc}.log"));
         Self::start("serve", &cfg, log)
+    }
+
+    /// SIGTERM, then waits (at most `patience`) for it to exit; returns whether it exited
+    /// cleanly. A graceful stop: it takes no new calls and answers those in flight.
+    pub async fn terminate(&mut self, patience: Duration) -> bool {
+        let Some(pid) = self.child.id() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        match tokio::time::timeout(patience, self.child.wait()).await {
+            Ok(Ok(status)) => status.success(),
+            _ => false,
+        }
     }
 
     /// SIGKILL, and reap it: a crash, nothing flushed or handed over.
@@ -825,5 +887,192 @@ impl TestApp {
             .filter(|u| !u.is_empty())?;
         let name = self.cfg.database_url.rsplit('/').next()?.to_string();
         Some((admin, name))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The saga's books and its size: money conserved per order, and what a listing's runs cost in
+// Temporal (history events per run, the largest activity input or result).
+
+/// The terms of a one-listing window (`TestApp::window_with`).
+#[derive(Debug, Clone)]
+pub struct Terms {
+    pub min: u32,
+    pub max: u32,
+    pub close_in: Duration,
+    pub pay_secs: i64,
+    pub limit: u32,
+    pub policy: pb::MinPaidPolicy,
+    pub price: i64,
+}
+
+impl Default for Terms {
+    fn default() -> Self {
+        Self {
+            min: 1,
+            max: 5,
+            close_in: Duration::from_secs(120),
+            pay_secs: 60,
+            limit: 0,
+            policy: pb::MinPaidPolicy::Unspecified,
+            price: 100,
+        }
+    }
+}
+
+impl TestApp {
+    /// A window with one listing on its own new product.
+    pub async fn window_with(&self, t: Terms) -> pb::SellWindow {
+        let product = self.product(t.price).await;
+        let close_at = sellwindow_starter::convert::now_ms().0 + t.close_in.as_millis() as i64;
+        self.api
+            .admin()
+            .create_sell_window(ApiClient::req(
+                pb::CreateSellWindowRequest {
+                    name: "test window".into(),
+                    close_at: Some(sellwindow_starter::convert::ts(close_at)),
+                    listings: vec![pb::ListingInput {
+                        product_id: product.id.clone(),
+                        min_qty: t.min,
+                        max_qty: t.max,
+                        payment_window: Some(prost_types::Duration {
+                            seconds: t.pay_secs,
+                            nanos: 0,
+                        }),
+                        per_customer_limit: t.limit,
+                        min_paid_policy: t.policy as i32,
+                    }],
+                    request_id: String::new(),
+                },
+                &self.admin(),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn cancel_window(&self, w: &pb::SellWindow) -> Result<pb::SellWindow, tonic::Status> {
+        self.api
+            .admin()
+            .cancel_sell_window(ApiClient::req(
+                pb::CancelSellWindowRequest {
+                    sell_window_id: w.id.clone(),
+                },
+                &self.admin(),
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn retry_payment(
+        &self,
+        customer: &str,
+        order_id: &str,
+    ) -> Result<pb::Order, tonic::Status> {
+        self.api
+            .customer()
+            .retry_payment(ApiClient::req(
+                pb::RetryPaymentRequest {
+                    order_id: order_id.into(),
+                },
+                &self.api.customer_token(customer),
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Waits until `f` gives `Some`, failing the test with `what` after `timeout`.
+    pub async fn until<T, F, Fut>(&self, what: &str, timeout: Duration, mut f: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_order_status(&self, order: &str, status: &str) -> pb::Order {
+        let what = format!("order {order} to become {status}");
+        self.until(&what, Duration::from_secs(30), || async {
+            let o = self.order(order).await;
+            (o.status == status).then_some(o)
+        })
+        .await
+    }
+
+    /// A payment's status as stored.
+    pub async fn payment_status(&self, payment_id: &str) -> String {
+        sqlx::query_scalar("SELECT status FROM payments WHERE id = $1")
+            .bind(payment_id)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("payment {payment_id}: {e}"))
+    }
+
+    pub async fn wait_payment_status(&self, payment_id: &str, status: &str) {
+        let what = format!("payment {payment_id} to become {status}");
+        self.until(&what, Duration::from_secs(30), || async {
+            (self.payment_status(payment_id).await == status).then_some(())
+        })
+        .await
+    }
+
+    /// The saga's books, for every order in the database: what was charged minus what was
+    /// refunded is the order's amount when it ended PAID, and zero otherwise; no attempt is
+    /// refunded that was not charged; an attempt's charge and refund are each recorded once (a
+    /// timestamp, not a count) and only a charged attempt is SUCCEEDED or REFUNDED.
+    pub async fn books_balance(&self) {
+        let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT o.id, o.status, o.amount_minor, \
+                    CAST(COALESCE(SUM(CASE WHEN p.charged_at IS NOT NULL THEN p.amount_minor ELSE 0 END), 0) AS BIGINT), \
+                    CAST(COALESCE(SUM(CASE WHEN p.refunded_at IS NOT NULL THEN p.amount_minor ELSE 0 END), 0) AS BIGINT), \
+                    CAST(COALESCE(SUM(CASE WHEN p.refunded_at IS NOT NULL AND p.charged_at IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM orders o LEFT JOIN payments p ON p.order_id = o.id \
+             GROUP BY o.id, o.status, o.amount_minor",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .expect("the books");
+        for (order, status, amount, charged, refunded, uncharged_refunds) in rows {
+            assert_eq!(
+                uncharged_refunds, 0,
+                "order {order}: an attempt was refunded that was never charged"
+            );
+            let kept = if status == "PAID" { amount } else { 0 };
+            assert_eq!(
+                charged - refunded,
+                kept,
+                "order {order} ({status}, amount {amount}): charged {charged} - refunded {refunded}"
+            );
+        }
+        let misfiled: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM payments WHERE \
+             (status IN ('SUCCEEDED', 'REFUNDED') AND charged_at IS NULL) \
+             OR (status = 'REFUNDED' AND refunded_at IS NULL) \
+             OR (status <> 'REFUNDED' AND refunded_at IS NOT NULL)",
+        )
+        .fetch_one(self.store.pool())
+        .await
+        .expect("payment statuses");
+        assert_eq!(misfiled, 0, "a payment's status disagrees with its books");
+    }
+
+    /// What a listing's workflow runs cost in Temporal, over all its runs.
+    pub async fn history_cost(
+        &self,
+        workflow_id: &str,
+    ) -> sellwindow_starter::history::HistoryCost {
+        sellwindow_starter::history::cost(&self.temporal, &self.cfg.temporal_namespace, workflow_id)
+            .await
+            .expect("the listing's history")
     }
 }

@@ -97,7 +97,7 @@ async fn main_flow_runs_end_to_end_and_logs_the_seed_events_in_order() {
             .await
             .unwrap();
     assert_eq!(target, Some(3));
-    let wos = app.store.work_orders(Some(&sw), None).await.unwrap();
+    let wos = app.work_orders(&sw).await;
     assert_eq!(wos.len(), 1);
     assert_eq!(
         (
@@ -133,13 +133,23 @@ async fn main_flow_runs_end_to_end_and_logs_the_seed_events_in_order() {
     assert_eq!(events, expected);
 
     // The admin was told twice: threshold reached, production started.
-    let notes = app.store.notifications(None, Some(&sw)).await.unwrap();
+    let notes = app.notifications(None, Some(&sw)).await;
     let admin: Vec<&str> = notes
         .iter()
         .filter(|n| n.recipient_kind == "ADMIN")
         .map(|n| n.kind.as_str())
         .collect();
     assert_eq!(admin, vec!["threshold_reached", "production_started"]);
+    // Customers read amounts in major units: 1 unit at 1500 minor is TWD 15.00.
+    let link = notes
+        .iter()
+        .find(|n| n.kind == "payment_link" && n.recipient_id == "alice")
+        .expect("alice was asked to pay");
+    assert!(
+        link.message.contains("Please pay TWD 15.00 "),
+        "{}",
+        link.message
+    );
 
     // Second diagram: the operators complete the steps; the last one ships.
     let admin_token = app.admin();
@@ -421,8 +431,8 @@ async fn a_window_never_confirmed_fails_at_close_and_cancels_every_order() {
         vec![
             "sell_window.created",
             "order.reserved",
-            "order.cancelled",
             "sell_window.finalize_requested",
+            "order.cancelled",
             "sell_window.failed"
         ]
     );
@@ -434,5 +444,28 @@ async fn a_window_never_confirmed_fails_at_close_and_cancels_every_order() {
     app.record_history(&w, "window_failed").await;
     app.stop().await;
 }
+/// `scripts/run.sh` plays this demo: every scenario in it must still finish, books balanced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_demo_the_run_script_plays_finishes_every_scenario() {
+    let app = spawn_app().await;
+    let api = app
+        .api
+        .clone()
+        .with_provider_secret(&app.cfg.callback_secret);
+    let demo = async {
+        sellwindow_starter::demo::run(&api, &app.cfg.temporal_ui_url, "default").await?;
+        sellwindow_starter::demo::run_failing(&api).await?;
+        sellwindow_starter::demo::run_expiries_and_refunds(&api).await
+    };
+    demo.await.expect("the demo");
+    app.books_balance().await;
+    app.stop().await;
+}
 mod branches;
+mod browser;
+mod contract;
+mod endings;
+mod money;
 mod scale;
+mod scaleout;
+mod webdriver;

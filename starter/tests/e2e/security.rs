@@ -131,7 +131,14 @@ async fn admin_calls(app: &TestApp, fx: &Fx, auth: Option<&str>) -> Vec<(&'stati
         (
             "ListSellWindows",
             code(
-                a.list_sell_windows(req(pb::ListSellWindowsRequest {}, auth))
+                a.list_sell_windows(req(pb::ListSellWindowsRequest::default(), auth))
+                    .await,
+            ),
+        ),
+        (
+            "ListProducts",
+            code(
+                a.list_products(req(pb::ListProductsRequest::default(), auth))
                     .await,
             ),
         ),
@@ -167,6 +174,7 @@ async fn admin_calls(app: &TestApp, fx: &Fx, auth: Option<&str>) -> Vec<(&'stati
                     pb::ListOrdersRequest {
                         sell_window_id: sw.clone(),
                         product_id: String::new(),
+                        ..Default::default()
                     },
                     auth,
                 ))
@@ -179,6 +187,7 @@ async fn admin_calls(app: &TestApp, fx: &Fx, auth: Option<&str>) -> Vec<(&'stati
                 a.list_work_orders(req(
                     pb::ListWorkOrdersRequest {
                         sell_window_id: sw.clone(),
+                        ..Default::default()
                     },
                     auth,
                 ))
@@ -205,6 +214,7 @@ async fn admin_calls(app: &TestApp, fx: &Fx, auth: Option<&str>) -> Vec<(&'stati
                     pb::ListEventsRequest {
                         sell_window_id: sw.clone(),
                         after_seq: 0,
+                        ..Default::default()
                     },
                     auth,
                 ))
@@ -217,6 +227,7 @@ async fn admin_calls(app: &TestApp, fx: &Fx, auth: Option<&str>) -> Vec<(&'stati
                 a.list_notifications(req(
                     pb::ListNotificationsRequest {
                         sell_window_id: String::new(),
+                        ..Default::default()
                     },
                     auth,
                 ))
@@ -239,7 +250,7 @@ async fn customer_calls(
         (
             "ListOpenSellWindows",
             code(
-                c.list_open_sell_windows(req(pb::ListOpenSellWindowsRequest {}, auth))
+                c.list_open_sell_windows(req(pb::ListOpenSellWindowsRequest::default(), auth))
                     .await,
             ),
         ),
@@ -273,7 +284,7 @@ async fn customer_calls(
         (
             "ListMyOrders",
             code(
-                c.list_my_orders(req(pb::ListMyOrdersRequest {}, auth))
+                c.list_my_orders(req(pb::ListMyOrdersRequest::default(), auth))
                     .await,
             ),
         ),
@@ -299,7 +310,7 @@ async fn customer_calls(
         (
             "ListMyNotifications",
             code(
-                c.list_my_notifications(req(pb::ListMyNotificationsRequest {}, auth))
+                c.list_my_notifications(req(pb::ListMyNotificationsRequest::default(), auth))
                     .await,
             ),
         ),
@@ -432,7 +443,7 @@ async fn every_call_refuses_a_missing_expired_forged_or_unsigned_token_and_chang
     for (what, auth) in &bad {
         let mut calls = admin_calls(&app, &fx, auth.as_deref()).await;
         calls.extend(customer_calls(&app, &fx, auth.as_deref(), "intruder").await);
-        assert_eq!(calls.len(), 18, "every call of the proto");
+        assert_eq!(calls.len(), 19, "every call of the proto");
         for (call, c) in calls {
             assert_eq!(c, Code::Unauthenticated, "{call} with a token {what}");
         }
@@ -505,7 +516,7 @@ async fn the_wrong_role_or_someone_elses_order_is_permission_denied_and_changes_
     let mine = app
         .api
         .customer()
-        .list_my_orders(req(pb::ListMyOrdersRequest {}, Some(&bob)))
+        .list_my_orders(req(pb::ListMyOrdersRequest::default(), Some(&bob)))
         .await
         .unwrap()
         .into_inner()
@@ -517,7 +528,7 @@ async fn the_wrong_role_or_someone_elses_order_is_permission_denied_and_changes_
     let notes = app
         .api
         .customer()
-        .list_my_notifications(req(pb::ListMyNotificationsRequest {}, Some(&bob)))
+        .list_my_notifications(req(pb::ListMyNotificationsRequest::default(), Some(&bob)))
         .await
         .unwrap()
         .into_inner()
@@ -800,6 +811,7 @@ async fn admin_calls_refuse_bad_input_naming_the_field_and_unknown_ids_and_chang
                 pb::ListOrdersRequest {
                     sell_window_id: bad.into(),
                     product_id: String::new(),
+                    ..Default::default()
                 },
                 &token,
             ))
@@ -810,6 +822,7 @@ async fn admin_calls_refuse_bad_input_naming_the_field_and_unknown_ids_and_chang
             a.list_work_orders(ApiClient::req(
                 pb::ListWorkOrdersRequest {
                     sell_window_id: bad.into(),
+                    ..Default::default()
                 },
                 &token,
             ))
@@ -821,6 +834,7 @@ async fn admin_calls_refuse_bad_input_naming_the_field_and_unknown_ids_and_chang
                 pb::ListEventsRequest {
                     sell_window_id: bad.into(),
                     after_seq: 0,
+                    ..Default::default()
                 },
                 &token,
             ))
@@ -856,6 +870,7 @@ async fn admin_calls_refuse_bad_input_naming_the_field_and_unknown_ids_and_chang
                 pb::ListOrdersRequest {
                     sell_window_id: fx.w.id.clone(),
                     product_id: bad.into(),
+                    ..Default::default()
                 },
                 &token,
             ))
@@ -866,6 +881,7 @@ async fn admin_calls_refuse_bad_input_naming_the_field_and_unknown_ids_and_chang
             a.list_notifications(ApiClient::req(
                 pb::ListNotificationsRequest {
                     sell_window_id: bad.into(),
+                    ..Default::default()
                 },
                 &token,
             ))
@@ -943,6 +959,7 @@ async fn list_calls_naming_an_unknown_window_are_not_found() {
             pb::ListOrdersRequest {
                 sell_window_id: "sw-nope".into(),
                 product_id: String::new(),
+                ..Default::default()
             },
             &token,
         ))
@@ -953,6 +970,7 @@ async fn list_calls_naming_an_unknown_window_are_not_found() {
         a.list_work_orders(ApiClient::req(
             pb::ListWorkOrdersRequest {
                 sell_window_id: "sw-nope".into(),
+                ..Default::default()
             },
             &token,
         ))
@@ -964,6 +982,7 @@ async fn list_calls_naming_an_unknown_window_are_not_found() {
             pb::ListEventsRequest {
                 sell_window_id: "sw-nope".into(),
                 after_seq: 0,
+                ..Default::default()
             },
             &token,
         ))
@@ -974,6 +993,7 @@ async fn list_calls_naming_an_unknown_window_are_not_found() {
         a.list_notifications(ApiClient::req(
             pb::ListNotificationsRequest {
                 sell_window_id: "sw-nope".into(),
+                ..Default::default()
             },
             &token,
         ))
@@ -1247,15 +1267,6 @@ async fn callbacks_not_signed_for_this_body_time_and_payment_are_refused_and_cha
         ("not JSON", b"event_id=e&outcome=succeeded".to_vec()),
         ("empty", Vec::new()),
         ("a list", b"[]".to_vec()),
-        (
-            "an unknown field",
-            serde_json::to_vec(&{
-                let mut v = good.clone();
-                v["amount"] = 1.into();
-                v
-            })
-            .unwrap(),
-        ),
         (
             "an unknown outcome",
             serde_json::to_vec(&callback_json(a_pay, a_ord, "refunded", "evt-x")).unwrap(),

@@ -5,12 +5,12 @@
 //! reservations and payments until close_at (expiring unpaid orders at their deadlines),
 //! finalize, then wait for production to complete.
 
-use crate::handover::{ListingStart, StoredOrders};
-use crate::machine::{CancelRefusal, FinalOutcome, FinalizePlan, Listing, PaymentEffect};
+use super::contract::SellWindowActivities as Acts;
+use super::handover::{ListingStart, StoredOrders};
+use super::inputs::*;
+use super::machine::{CancelRefusal, FinalOutcome, FinalizePlan, Listing, PaymentEffect};
+use super::writes::{Batch, Ticket, WriteQueue};
 use crate::rejection::{RejectCode, reject};
-use crate::writes::{Batch, Ticket, WriteQueue};
-use sellwindow_activities::SellWindowActivities as Acts;
-use sellwindow_activities::inputs::*;
 use sellwindow_domain::*;
 use std::time::{Duration, UNIX_EPOCH};
 use temporalio_common::search_attributes::SearchAttributeKey;
@@ -185,7 +185,7 @@ async fn hand_over(ctx: &mut WorkflowContext<SellWindowWorkflow>) -> WorkflowRes
 }
 
 /// Reservations are written by the run method, one local activity for all the handlers of a
-/// workflow task (see [`crate::writes`]); histories recorded before wrote one per handler.
+/// workflow task (see [`super::writes`]); histories recorded before wrote one per handler.
 const MERGED_WRITES: &str = "merged-reservation-writes";
 
 fn write_opts() -> LocalActivityOptions {
@@ -962,6 +962,10 @@ fn refused(r: CancelRefusal) -> HandlerError {
     reject(code, r)
 }
 
+/// The attempt that paid is the one refunded (runs recorded before refunded the attempt
+/// open at the time, which may never have been charged).
+const REFUND_WHAT_PAID: &str = "refund-the-attempt-that-paid";
+
 /// Refunds every paid order in `orders` (one idempotent activity each).
 async fn refund_all(
     ctx: &WorkflowContext<SellWindowWorkflow>,
@@ -970,8 +974,16 @@ async fn refund_all(
     t: UnixMillis,
 ) -> WorkflowResult<()> {
     let price = ctx.state(|s| s.listing.spec.unit_price.clone());
+    let what_paid = ctx.patched(REFUND_WHAT_PAID);
     for r in orders {
-        if let Some(payment_id) = r.payment_id {
+        let paid_by = ctx.state(|s| {
+            s.listing
+                .orders
+                .get(&r.order_id)
+                .and_then(|o| o.paid_by.clone())
+        });
+        let charged = if what_paid { paid_by } else { r.payment_id };
+        if let Some(payment_id) = charged {
             let write = RefundWrite {
                 listing: key(ctx),
                 order_id: r.order_id,

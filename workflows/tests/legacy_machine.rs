@@ -1,8 +1,8 @@
-//! The listing's business rules, driven without a server.
+//! The first shape's business rules (kept for the listings that run on it), driven without a server.
 
 use proptest::prelude::*;
 use sellwindow_domain::*;
-use sellwindow_workflows::machine::*;
+use sellwindow_workflows::legacy::machine::*;
 
 fn spec(min: u32, max: u32, limit: Option<u32>, policy: MinPaidPolicy) -> ListingSpec {
     ListingSpec {
@@ -340,7 +340,7 @@ fn a_large_listing_hands_over_within_the_payload_limit_and_round_trips() {
 #[test]
 fn a_listing_too_large_to_carry_hands_over_through_the_store_in_parts() {
     use sellwindow_workflows::ListingStart;
-    use sellwindow_workflows::handover::{HANDOVER_PART_CHARS, INLINE_HANDOVER_MAX};
+    use sellwindow_workflows::legacy::handover::{HANDOVER_PART_CHARS, INLINE_HANDOVER_MAX};
     // A small listing travels inline, as before.
     let mut small = Listing::new(spec(1, 1_000, None, MinPaidPolicy::ProduceWhatWasPaid));
     small.reserve(&reservations(0..100), UnixMillis(0));
@@ -380,7 +380,7 @@ fn a_listing_too_large_to_carry_hands_over_through_the_store_in_parts() {
     assert_eq!(back, l);
     // A part lost or cut short is caught, never taken for a smaller listing.
     assert!(ListingStart::orders_from_parts(&stored, &parts[1..]).is_err());
-    let fewer = sellwindow_workflows::handover::StoredOrders {
+    let fewer = sellwindow_workflows::legacy::handover::StoredOrders {
         orders: 119_999,
         ..stored
     };
@@ -454,7 +454,7 @@ proptest! {
 
     #[test]
     fn packed_orders_read_back_exactly(orders in proptest::collection::vec(any_order(), 0..60)) {
-        use sellwindow_workflows::order_codec::{decode, encode};
+        use sellwindow_workflows::legacy::order_codec::{decode, encode};
         let orders: std::collections::BTreeMap<OrderId, OrderEntry> = orders
             .into_iter()
             .map(|(id, o)| (OrderId::parse(id).unwrap(), o))
@@ -469,7 +469,7 @@ proptest! {
         flip in any::<prop::sample::Index>(),
         bits in 1u8..=255,
     ) {
-        use sellwindow_workflows::order_codec::{decode, encode};
+        use sellwindow_workflows::legacy::order_codec::{decode, encode};
         let orders: std::collections::BTreeMap<OrderId, OrderEntry> = orders
             .into_iter()
             .map(|(id, o)| (OrderId::parse(id).unwrap(), o))
@@ -489,7 +489,7 @@ proptest! {
 fn unpaid_orders_pack_into_about_eighteen_bytes_each() {
     let mut l = Listing::new(spec(1, 1_000_000, None, MinPaidPolicy::ProduceWhatWasPaid));
     l.reserve(&reservations(0..100_000), UnixMillis(0));
-    let bytes = sellwindow_workflows::order_codec::encode(&l.orders);
+    let bytes = sellwindow_workflows::legacy::order_codec::encode(&l.orders);
     let per_order = bytes.len() as f64 / 100_000.0;
     assert!(per_order < 20.0, "{per_order:.1} bytes an order");
 }

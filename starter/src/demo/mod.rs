@@ -1,105 +1,12 @@
-//! A small client of the API, and the demo that plays the seed's main flow through it: the same
-//! calls a shop's admin and customers make, with payments through the payment sandbox.
+//! The demo that plays the seed's main flow through the API client: the same calls a shop's
+//! admin and customers make, with payments through the payment sandbox.
 
-use crate::auth::Auth;
-use crate::pb::{
-    self, admin_service_client::AdminServiceClient, customer_service_client::CustomerServiceClient,
-};
+pub use crate::client::ApiClient;
+use crate::pb;
 use std::time::Duration;
-use tonic::transport::Channel;
 
-/// A gRPC client acting as whoever its tokens say.
-#[derive(Clone)]
-pub struct ApiClient {
-    pub channel: Channel,
-    pub http_base: String,
-    auth: Auth,
-}
-
-impl ApiClient {
-    pub async fn connect(grpc: &str, http_base: &str, jwt_secret: &str) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(grpc.to_string())?.connect().await?;
-        Ok(Self {
-            channel,
-            http_base: http_base.trim_end_matches('/').to_string(),
-            auth: Auth::new(jwt_secret),
-        })
-    }
-
-    pub fn admin_token(&self) -> String {
-        self.auth.mint("admin", true, 3600)
-    }
-
-    pub fn customer_token(&self, customer: &str) -> String {
-        self.auth.mint(customer, false, 3600)
-    }
-
-    pub fn admin(&self) -> AdminServiceClient<Channel> {
-        AdminServiceClient::new(self.channel.clone())
-    }
-
-    pub fn customer(&self) -> CustomerServiceClient<Channel> {
-        CustomerServiceClient::new(self.channel.clone())
-    }
-
-    /// A request carrying `token` as its bearer.
-    pub fn req<T>(msg: T, token: &str) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        r.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("ascii token"),
-        );
-        r
-    }
-
-    pub async fn as_admin<T>(&self, msg: T) -> tonic::Request<T> {
-        Self::req(msg, &self.admin_token())
-    }
-
-    /// Presses a button of the payment sandbox (which sends the signed callback).
-    pub async fn sandbox(&self, payment_id: &str, outcome: &str) -> anyhow::Result<()> {
-        let r = reqwest::Client::new()
-            .post(format!(
-                "{}/sandbox/pay/{payment_id}/{outcome}",
-                self.http_base
-            ))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().is_success(), "sandbox answered {}", r.status());
-        Ok(())
-    }
-
-    pub async fn sell_window(&self, id: &str) -> anyhow::Result<pb::SellWindow> {
-        let req = Self::req(
-            pb::GetSellWindowRequest {
-                sell_window_id: id.into(),
-            },
-            &self.admin_token(),
-        );
-        Ok(self.admin().get_sell_window(req).await?.into_inner())
-    }
-
-    /// Polls until `check` holds on the window, or fails after `timeout`.
-    pub async fn wait_for(
-        &self,
-        id: &str,
-        timeout: Duration,
-        check: impl Fn(&pb::SellWindow) -> bool,
-    ) -> anyhow::Result<pb::SellWindow> {
-        let start = tokio::time::Instant::now();
-        loop {
-            let w = self.sell_window(id).await?;
-            if check(&w) {
-                return Ok(w);
-            }
-            anyhow::ensure!(
-                start.elapsed() < timeout,
-                "timed out waiting on sell window {id}: {w:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
+mod more;
+pub use more::{run_expiries_and_refunds, run_failing};
 
 fn step(n: u32, text: &str) {
     println!("\n[{n:>2}] {text}");
@@ -203,6 +110,7 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
         .list_notifications(ApiClient::req(
             pb::ListNotificationsRequest {
                 sell_window_id: window.id.clone(),
+                ..Default::default()
             },
             &admin,
         ))
@@ -327,7 +235,7 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
     let notes = api
         .customer()
         .list_my_notifications(ApiClient::req(
-            pb::ListMyNotificationsRequest {},
+            pb::ListMyNotificationsRequest::default(),
             &api.customer_token("alice"),
         ))
         .await?
@@ -343,6 +251,7 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
             pb::ListEventsRequest {
                 sell_window_id: window.id.clone(),
                 after_seq: 0,
+                ..Default::default()
             },
             &admin,
         ))
@@ -479,6 +388,7 @@ async fn work_order(api: &ApiClient, w: &pb::SellWindow) -> anyhow::Result<pb::W
         .list_work_orders(ApiClient::req(
             pb::ListWorkOrdersRequest {
                 sell_window_id: w.id.clone(),
+                ..Default::default()
             },
             &api.admin_token(),
         ))
@@ -497,6 +407,7 @@ async fn print_events(api: &ApiClient, w: &pb::SellWindow) -> anyhow::Result<()>
             pb::ListEventsRequest {
                 sell_window_id: w.id.clone(),
                 after_seq: 0,
+                ..Default::default()
             },
             &api.admin_token(),
         ))
@@ -505,115 +416,4 @@ async fn print_events(api: &ApiClient, w: &pb::SellWindow) -> anyhow::Result<()>
     let names: Vec<&str> = events.events.iter().map(|e| e.name.as_str()).collect();
     println!("     events: {}", names.join(" → "));
     Ok(())
-}
-
-/// A window whose threshold is never reached: it fails at close and every order is cancelled.
-pub async fn run_failing(api: &ApiClient) -> anyhow::Result<()> {
-    println!("\n== A window that does not form (threshold 5, two customers, closes in 8 s)");
-    let (w, p) = create_window(api, "Failing window", 5, 10, 8_000, 60).await?;
-    let a = reserve(api, &w, &p, "dave", 1).await?;
-    reserve(api, &w, &p, "erin", 1).await?;
-    let a = order_until(api, "dave", &a.id, |o| o.status == "CANCELLED").await?;
-    println!("     dave's order {} is {}", a.id, a.status);
-    let notes = api
-        .customer()
-        .list_my_notifications(ApiClient::req(
-            pb::ListMyNotificationsRequest {},
-            &api.customer_token("dave"),
-        ))
-        .await?
-        .into_inner();
-    if let Some(n) = notes.notifications.last() {
-        println!("     → dave: {}", n.message);
-    }
-    print_events(api, &w).await
-}
-
-/// Expiry, quota reopening, a failed payment with a retry, a late payment refunded, shipment.
-pub async fn run_expiries_and_refunds(api: &ApiClient) -> anyhow::Result<()> {
-    println!("\n== Expiries, a retry and a refund (cap 2, 3 s to pay, closes in 25 s)");
-    let (w, p) = create_window(api, "Expiry window", 1, 2, 25_000, 3).await?;
-    let admin = api.admin_token();
-    let f = reserve(api, &w, &p, "frank", 2).await?;
-    println!(
-        "     frank reserves 2: the quota is full ({})",
-        api.sell_window(&w.id).await?.listings[0].quota_status
-    );
-    api.admin()
-        .confirm_batch(ApiClient::req(
-            pb::ConfirmBatchRequest {
-                sell_window_id: w.id.clone(),
-                product_id: p.clone(),
-            },
-            &admin,
-        ))
-        .await?;
-    let f = order_until(api, "frank", &f.id, |o| !o.payment_id.is_empty()).await?;
-    let f = order_until(api, "frank", &f.id, |o| o.status == "EXPIRED").await?;
-    println!(
-        "     frank did not pay in time: order {} (quota {})",
-        f.status,
-        api.sell_window(&w.id).await?.listings[0].quota_status
-    );
-    let g = reserve(api, &w, &p, "grace", 2).await?;
-    println!("     grace reserves the freed units: {}", g.status);
-    let g = order_until(api, "grace", &g.id, |o| !o.payment_id.is_empty()).await?;
-    api.sandbox(&g.payment_id, "failed").await?;
-    order_until(api, "grace", &g.id, |o| o.payment_failed_count == 1).await?;
-    let g = api
-        .customer()
-        .retry_payment(ApiClient::req(
-            pb::RetryPaymentRequest {
-                order_id: g.id.clone(),
-            },
-            &api.customer_token("grace"),
-        ))
-        .await?
-        .into_inner();
-    println!(
-        "     grace's card was declined; she retries with a new link {}",
-        g.pay_url
-    );
-    api.sandbox(&g.payment_id, "succeeded").await?;
-    order_until(api, "grace", &g.id, |o| o.status == "PAID").await?;
-    println!("     grace paid");
-    api.sandbox(&f.payment_id, "succeeded").await?;
-    println!("     frank's provider reports his payment after all: it is refunded, never counted");
-    let w2 = api
-        .wait_for(&w.id, Duration::from_secs(60), |w| {
-            w.listings[0].phase == "IN_PRODUCTION"
-        })
-        .await?;
-    let wo = work_order(api, &w).await?;
-    println!(
-        "     closed: {} paid, work order {} for {} units",
-        w2.listings[0].final_paid_qty, wo.id, wo.product_qty
-    );
-    for s in &wo.steps {
-        api.admin()
-            .complete_work_step(ApiClient::req(
-                pb::CompleteWorkStepRequest {
-                    work_order_id: wo.id.clone(),
-                    step_id: s.id.clone(),
-                },
-                &admin,
-            ))
-            .await?;
-    }
-    api.wait_for(&w.id, Duration::from_secs(15), |w| {
-        w.listings[0].phase == "SHIPPED"
-    })
-    .await?;
-    let notes = api
-        .customer()
-        .list_my_notifications(ApiClient::req(
-            pb::ListMyNotificationsRequest {},
-            &api.customer_token("frank"),
-        ))
-        .await?
-        .into_inner();
-    for n in &notes.notifications {
-        println!("     → frank: {}", n.message);
-    }
-    print_events(api, &w).await
 }

@@ -9,7 +9,7 @@
 //! minted by this system (`ord-`/`pay-` and 24 hex digits) takes 12 bytes; any other id is
 //! written out.
 
-use crate::machine::OrderEntry;
+use super::machine::OrderEntry;
 use sellwindow_domain::*;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};

@@ -3,8 +3,8 @@
 //! one leaves its orders in the store, cut into parts. The orders, the bulk of it, travel in
 //! the binary form of [`order_codec`]; the rest of the listing as gzip-compressed JSON.
 
-use crate::machine::{Listing, OrderEntry};
-use crate::order_codec;
+use super::machine::{Listing, OrderEntry};
+use super::order_codec;
 use sellwindow_domain::*;
 use std::collections::BTreeMap;
 

@@ -5,7 +5,7 @@
 //! writes share one transaction: reservations do not queue on the quota row one transaction
 //! each, and a flood of payment callbacks does not cost an activity (and its history) each.
 
-use sellwindow_activities::inputs::{PaidWrites, ReservationWrite};
+use super::inputs::{PaidWrites, ReservationWrite};
 use sellwindow_domain::UnixMillis;
 use std::collections::BTreeMap;
 
@@ -113,7 +113,7 @@ impl<W: Batch> WriteQueue<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sellwindow_activities::inputs::{ListingKey, PaidPayment};
+    use crate::legacy::inputs::{ListingKey, PaidPayment};
     use sellwindow_domain::*;
 
     fn write(orders: &[&str], at: i64) -> ReservationWrite {

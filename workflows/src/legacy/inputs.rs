@@ -4,11 +4,7 @@
 use sellwindow_domain::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ListingKey {
-    pub sell_window_id: SellWindowId,
-    pub product_id: ProductId,
-}
+pub use sellwindow_domain::ListingKey;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReservationWrite {
@@ -24,13 +20,7 @@ pub struct ReservationWrite {
     pub answers: Vec<OrderAnswer>,
 }
 
-/// A new order as the first answer under its customer's idempotency key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OrderAnswer {
-    pub customer_id: CustomerId,
-    pub key: AnswerKey,
-    pub order_id: OrderId,
-}
+pub use sellwindow_domain::OrderAnswer;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfirmWrite {

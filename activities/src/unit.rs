@@ -1,0 +1,305 @@
+//! One transaction's worth of changes to a listing: its statements, the seed's events it
+//! appends (in one multi-row statement), and the notifications it persists, handed to the
+//! sink only once the transaction has committed.
+
+use crate::notify::NotificationSink;
+use crate::store::{self, Backend, Notification, Recipient, Store, StoreError, Tx};
+use sellwindow_domain::*;
+use serde_json::json;
+use std::sync::Arc;
+use temporalio_sdk::activities::ActivityError;
+
+/// One transaction's worth of changes to a listing, with the notifications it produced.
+pub struct Unit {
+    pub tx: Tx<'static>,
+    pub backend: Backend,
+    listing: ListingKey,
+    at: UnixMillis,
+    /// Events waiting to be appended in one statement (flushed before any other event).
+    queued: Vec<store::NewEvent>,
+    /// Events that follow all the others of the transaction (the seed's second step of a
+    /// fan-out: every `payment.requested`, then every `payment.created`).
+    last: Vec<store::NewEvent>,
+    notes: Vec<Notification>,
+}
+
+impl Unit {
+    pub async fn begin(
+        store: &Store,
+        listing: &ListingKey,
+        at: UnixMillis,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            tx: store.begin().await?,
+            backend: store.backend(),
+            listing: listing.clone(),
+            at,
+            queued: Vec::new(),
+            last: Vec::new(),
+            notes: Vec::new(),
+        })
+    }
+
+    pub fn new_event(
+        &self,
+        key: &str,
+        name: &str,
+        order: Option<&OrderId>,
+        payload: serde_json::Value,
+    ) -> store::NewEvent {
+        let mut payload = payload;
+        payload["sellWindowId"] = json!(self.listing.sell_window_id);
+        payload["productId"] = json!(self.listing.product_id);
+        store::NewEvent {
+            key: key.to_string(),
+            name: name.to_string(),
+            sell_window: Some(self.listing.sell_window_id.clone()),
+            product: Some(self.listing.product_id.clone()),
+            order: order.cloned(),
+            payload,
+            at: self.at,
+        }
+    }
+
+    /// Appends an event after the queued ones; returns whether it was new.
+    pub async fn event(
+        &mut self,
+        key: &str,
+        name: &str,
+        order: Option<&OrderId>,
+        payload: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        self.queue(key, name, order, payload);
+        let last = self.queued.pop().expect("just queued");
+        self.flush().await?;
+        Ok(store::emit_all(&mut self.tx, self.backend, std::slice::from_ref(&last)).await? == 1)
+    }
+
+    /// Queues an event to be appended after every other event of the transaction.
+    pub fn queue_last(
+        &mut self,
+        key: &str,
+        name: &str,
+        order: Option<&OrderId>,
+        payload: serde_json::Value,
+    ) {
+        let e = self.new_event(key, name, order, payload);
+        self.last.push(e);
+    }
+
+    /// Queues a per-order event; queued events are appended together, in order.
+    pub fn queue(
+        &mut self,
+        key: &str,
+        name: &str,
+        order: Option<&OrderId>,
+        payload: serde_json::Value,
+    ) {
+        let e = self.new_event(key, name, order, payload);
+        self.queued.push(e);
+    }
+
+    pub async fn flush(&mut self) -> Result<(), StoreError> {
+        if !self.queued.is_empty() {
+            store::emit_all(&mut self.tx, self.backend, &self.queued).await?;
+            self.queued.clear();
+        }
+        Ok(())
+    }
+
+    pub async fn notify(
+        &mut self,
+        recipient: Recipient,
+        recipient_id: &str,
+        kind: &str,
+        about: &str,
+        order: Option<&OrderId>,
+        message: String,
+    ) -> Result<(), StoreError> {
+        self.note(recipient, recipient_id, kind, about, order, message);
+        Ok(())
+    }
+
+    /// Queues a notification, persisted with the transaction. Its id follows from what it is
+    /// about, so a person is told of one change once.
+    pub fn note(
+        &mut self,
+        recipient: Recipient,
+        recipient_id: &str,
+        kind: &str,
+        about: &str,
+        order: Option<&OrderId>,
+        message: String,
+    ) {
+        let n = Notification {
+            id: format!("ntf-{}", digest(&[kind, recipient_id, about])),
+            recipient,
+            recipient_id: recipient_id.to_string(),
+            kind: kind.to_string(),
+            sell_window_id: Some(self.listing.sell_window_id.clone()),
+            product_id: Some(self.listing.product_id.clone()),
+            order_id: order.cloned(),
+            message,
+            created_at: self.at,
+        };
+        self.notes.push(n);
+    }
+
+    pub async fn set_phase(&mut self, phase: Phase) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE product_sell_windows SET phase = $1 WHERE sell_window_id = $2 AND product_id = $3",
+        )
+        .bind(phase.as_str())
+        .bind(self.listing.sell_window_id.as_str())
+        .bind(self.listing.product_id.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Commits, then hands what was newly persisted to the sink in the background: a slow
+    /// sink never holds the activity open. Whatever is not delivered keeps `delivered_at`
+    /// empty and is retried by the worker's redelivery loop.
+    pub async fn commit(
+        mut self,
+        store: &Store,
+        sink: &Arc<dyn NotificationSink>,
+    ) -> Result<(), StoreError> {
+        self.flush().await?;
+        let last = std::mem::take(&mut self.last);
+        self.queued = last;
+        self.flush().await?;
+        // Claimed for the delivery below, so no worker's redelivery sends them meanwhile.
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let lease = crate::notify::Redelivery::default().lease.as_millis() as i64;
+        let new = store::save_notifications(
+            &mut self.tx,
+            &self.notes,
+            Some(UnixMillis(wall).plus_ms(lease)),
+        )
+        .await?;
+        self.tx.commit().await?;
+        let fresh: Vec<Notification> = self
+            .notes
+            .into_iter()
+            .filter(|n| new.contains(&n.id))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let (store, sink, at) = (store.clone(), sink.clone(), self.at);
+        tokio::spawn(async move {
+            let mut delivered = Vec::new();
+            for n in &fresh {
+                match sink.deliver(n).await {
+                    Ok(()) => delivered.push(n.id.as_str()),
+                    Err(e) => {
+                        tracing::warn!(notification = %n.id, error = %e, "notification not delivered")
+                    }
+                }
+            }
+            if let Err(e) = store::mark_delivered_all(&store, &delivered, at).await {
+                tracing::warn!(error = %e, "delivered notifications not marked");
+            }
+        });
+        Ok(())
+    }
+}
+
+pub fn listing_name(l: &ListingKey) -> String {
+    format!("{} / {}", l.sell_window_id, l.product_id)
+}
+
+pub fn fail(e: StoreError) -> ActivityError {
+    tracing::warn!(error = %e, "activity failed; Temporal will retry it");
+    ActivityError::from(anyhow::Error::new(e))
+}
+
+/// The listing as a write finds it under the listing's lock.
+#[derive(Debug, Clone, Copy)]
+pub struct Locked {
+    /// This write's version of the listing's figures.
+    pub version: u64,
+    pub sold_qty: u32,
+    pub max_qty: u32,
+    pub quota_closed: bool,
+    /// The listing takes no payment (and no reservation) any more: closed or cancelled.
+    pub closed: bool,
+}
+
+impl Locked {
+    /// Whether units given back reopen the quota.
+    pub fn reopens(&self) -> bool {
+        !self.closed
+    }
+}
+
+impl Unit {
+    /// Takes the listing's lock and moves its version on. Every write of a listing's workflow
+    /// starts here, so a listing's writes run one after another whatever their lane
+    /// (PostgreSQL: the quota row's lock; SQLite: the database's write lock, taken up front).
+    pub async fn lock(&mut self) -> Result<Locked, StoreError> {
+        let (sw, p) = (
+            self.listing.sell_window_id.as_str(),
+            self.listing.product_id.as_str(),
+        );
+        let row = sqlx::query(
+            "UPDATE sell_window_quota SET version = version + 1 WHERE sell_window_id = $1 AND product_id = $2 \
+             RETURNING version, sold_qty, max_qty, status",
+        )
+        .bind(sw)
+        .bind(p)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .ok_or_else(|| StoreError::Inconsistent(format!("no quota row for {sw}/{p}")))?;
+        let closed: Option<i64> = sqlx::query_scalar(
+            "SELECT closed_at FROM product_sell_windows WHERE sell_window_id = $1 AND product_id = $2",
+        )
+        .bind(sw)
+        .bind(p)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(Locked {
+            version: sqlx::Row::try_get::<i64, _>(&row, "version")? as u64,
+            sold_qty: store::u(&row, "sold_qty")?,
+            max_qty: store::u(&row, "max_qty")?,
+            quota_closed: sqlx::Row::try_get::<String, _>(&row, "status")? == "CLOSED",
+            closed: closed.is_some(),
+        })
+    }
+
+    /// The listing's figures as this write leaves them (its answer to the workflow).
+    pub async fn figures(&mut self, locked: &Locked) -> Result<Figures, StoreError> {
+        let (sw, p) = (
+            self.listing.sell_window_id.as_str(),
+            self.listing.product_id.as_str(),
+        );
+        let row = sqlx::query(
+            "SELECT q.sold_qty, c.reserved_qty, c.paid_qty, c.status FROM sell_window_quota q \
+             JOIN counters c ON c.sell_window_id = q.sell_window_id AND c.product_id = q.product_id \
+             WHERE q.sell_window_id = $1 AND q.product_id = $2",
+        )
+        .bind(sw)
+        .bind(p)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(Figures {
+            version: locked.version,
+            sold: store::u(&row, "sold_qty")?,
+            reserved: store::u(&row, "reserved_qty")?,
+            paid: store::u(&row, "paid_qty")?,
+            threshold_reached: sqlx::Row::try_get::<String, _>(&row, "status")? == "REACHED",
+        })
+    }
+
+    pub fn listing(&self) -> &ListingKey {
+        &self.listing
+    }
+
+    pub fn at(&self) -> UnixMillis {
+        self.at
+    }
+}
