@@ -23,7 +23,10 @@ common options:
                             overload: 32)
   --in-process              run the API and the worker inside the bench process (the smoke run
                             does); by default they run as their own processes, the `starter`
-                            binary beside the bench's (cargo build --release --bins)";
+                            binary beside the bench's (cargo build --release --bins)
+  --apis N                  N API processes share the worker, the database and Temporal, the
+                            customers' connections spread over them (default 1; the scale-out
+                            shape; not with --in-process)";
 
 const FLAGS: &[&str] = &["smoke", "no-baseline", "keep-going", "help", "in-process"];
 

@@ -144,7 +144,8 @@ async fn run(args: Args) -> anyhow::Result<Report> {
     } else {
         stack::Shape::Processes
     };
-    let stack = stack::Stack::start(store_kind, &pg, shape)
+    let apis = args.int("apis", 1)? as usize;
+    let stack = stack::Stack::start(store_kind, &pg, shape, apis)
         .await
         .context("starting the stack")?;
     let result = async {

@@ -109,8 +109,9 @@ pub fn print_baseline(b: &Baseline) {
 
 pub fn print_reserve_level(l: &ReserveLevel) {
     println!(
-        "  {:>4} customers: {:>7.0} reservations/s  p50 {:.1} / p95 {:.1} / p99 {:.1} ms  · {} orders, {} updates ({:.1} per update, {} retried) · history {} events, {:.1} MB at most per run, in {} run(s) · errors {}",
+        "  {:>4} customers on {} API(s): {:>7.0} reservations/s  p50 {:.1} / p95 {:.1} / p99 {:.1} ms  · {} orders, {} updates ({:.1} per update, {} retried) · history {} events, {:.1} MB at most per run, in {} run(s) · errors {}",
         l.customers,
+        l.apis,
         l.load.reservations_per_sec,
         l.load.latency.p50_ms,
         l.load.latency.p95_ms,

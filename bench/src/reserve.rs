@@ -113,6 +113,8 @@ pub fn targets(windows: &[pb::SellWindow]) -> Vec<Target> {
 pub struct ReserveLevel {
     pub customers: usize,
     pub connections: usize,
+    /// API processes the connections were spread over.
+    pub apis: usize,
     pub load: LoadResult,
     /// reservations/s divided by the baseline's best.
     pub ratio_to_baseline: Option<f64>,
@@ -248,6 +250,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         let level = ReserveLevel {
             customers: n,
             connections: clients.len(),
+            apis: stack.api_count(),
             ratio_to_baseline: report
                 .baseline
                 .as_ref()

@@ -134,7 +134,14 @@ async fn spawn_temporal(bin: &std::path::Path) -> anyhow::Result<(Child, u16)> {
 }
 
 impl Stack {
-    pub async fn start(kind: StoreKind, pg_url: &str, shape: Shape) -> anyhow::Result<Self> {
+    /// `apis` API processes share the one worker, database and Temporal (the scale-out shape);
+    /// in-process there is always one.
+    pub async fn start(
+        kind: StoreKind,
+        pg_url: &str,
+        shape: Shape,
+        apis: usize,
+    ) -> anyhow::Result<Self> {
         let t0 = std::time::Instant::now();
         let bin = temporal_bin()?;
         let (temporal, port) = spawn_temporal(&bin).await?;
@@ -193,7 +200,16 @@ impl Stack {
         if shape == Shape::Processes {
             let bin = starter_bin()?;
             let mut children = Vec::new();
-            for (name, command) in [("worker", "worker"), ("api", "serve")] {
+            let mut roles = vec![("worker".to_string(), "worker", cfg.clone())];
+            for i in 0..apis.max(1) {
+                let name = if apis > 1 {
+                    format!("api-{}", i + 1)
+                } else {
+                    "api".into()
+                };
+                roles.push((name, "serve", api_config(&cfg, i)?));
+            }
+            for (name, command, role_cfg) in &roles {
                 // Their logs (warnings and errors) go to a file each, named in the report.
                 let log = std::env::temp_dir().join(format!(
                     "sellwindow-bench-{}-{name}.log",
@@ -203,25 +219,30 @@ impl Stack {
                 println!("{name} log: {}", log.display());
                 let child = Command::new(&bin)
                     .arg(command)
-                    .envs(env_of(&cfg))
+                    .envs(env_of(role_cfg))
                     .stdin(Stdio::null())
                     .stdout(out.try_clone()?)
                     .stderr(out)
                     .kill_on_drop(true)
                     .spawn()
                     .with_context(|| format!("starting {} {command}", bin.display()))?;
-                children.push((name.to_string(), child));
+                children.push((name.clone(), child));
             }
-            let api = vec![connect_when_up(&cfg).await?];
+            let mut api = Vec::new();
+            for (_, command, role_cfg) in &roles {
+                if *command == "serve" {
+                    api.push(connect_when_up(role_cfg).await?);
+                }
+            }
             println!(
-                "stack up in {:.1} s: Temporal dev server :{port} (pid {}), worker and API as processes (pids {:?}, gRPC {}), store {}",
+                "stack up in {:.1} s: Temporal dev server :{port} (pid {}), worker and API as processes (pids {:?}, gRPC {:?}), store {}",
                 t0.elapsed().as_secs_f64(),
                 temporal_pid.unwrap_or(0),
                 children
                     .iter()
                     .map(|(n, c)| (n.as_str(), c.id().unwrap_or(0)))
                     .collect::<Vec<_>>(),
-                cfg.grpc_addr,
+                api.iter().map(|a| a.grpc_url.as_str()).collect::<Vec<_>>(),
                 kind.as_str()
             );
             return Ok(Self {
@@ -327,7 +348,8 @@ impl Stack {
             .collect()
     }
 
-    /// Connections enough for `customers` customers, `per` on each.
+    /// Connections enough for `customers` customers, `per` on each, spread round-robin over
+    /// the API processes.
     pub async fn connections(
         &self,
         customers: usize,
@@ -335,17 +357,16 @@ impl Stack {
     ) -> anyhow::Result<Vec<ApiClient>> {
         let n = customers.div_ceil(per.max(1)).max(1);
         let mut v = Vec::with_capacity(n);
-        for _ in 0..n {
-            v.push(
-                ApiClient::connect(
-                    &format!("http://{}", self.cfg.grpc_addr),
-                    &self.api[0].http_base,
-                    &self.cfg.jwt_secret,
-                )
-                .await?,
-            );
+        for i in 0..n {
+            let api = &self.api[i % self.api.len()];
+            v.push(ApiClient::connect(&api.grpc_url, &api.http_base, &self.cfg.jwt_secret).await?);
         }
         Ok(v)
+    }
+
+    /// How many API processes (or in-process APIs) serve the load.
+    pub fn api_count(&self) -> usize {
+        self.api.len()
     }
 
     pub fn admin(&self) -> &ApiClient {
@@ -420,17 +441,21 @@ impl Stack {
     }
 
     /// The API's Prometheus counters (`name value` lines).
+    /// The API processes' Prometheus figures, summed over the processes (counters and
+    /// sum/count pairs, which is all the bench reads).
     pub async fn api_metrics(&self) -> std::collections::BTreeMap<String, f64> {
         let mut m = std::collections::BTreeMap::new();
-        let Ok(r) = reqwest::get(format!("{}/metrics", self.admin().http_base)).await else {
-            return m;
-        };
-        let Ok(text) = r.text().await else { return m };
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            if let Some((k, v)) = line.rsplit_once(' ')
-                && let Ok(v) = v.trim().parse::<f64>()
-            {
-                m.insert(k.trim().to_string(), v);
+        for api in &self.api {
+            let Ok(r) = reqwest::get(format!("{}/metrics", api.http_base)).await else {
+                continue;
+            };
+            let Ok(text) = r.text().await else { continue };
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                if let Some((k, v)) = line.rsplit_once(' ')
+                    && let Ok(v) = v.trim().parse::<f64>()
+                {
+                    *m.entry(k.trim().to_string()).or_insert(0.0) += v;
+                }
             }
         }
         m
@@ -478,6 +503,19 @@ impl Stack {
             }
         }
     }
+}
+
+/// The configuration of the `index`-th API process: the shared one on ports of its own.
+fn api_config(cfg: &Config, index: usize) -> anyhow::Result<Config> {
+    if index == 0 {
+        return Ok(cfg.clone());
+    }
+    let (grpc_port, http_port) = (free_port(), free_port());
+    let mut api = cfg.clone();
+    api.grpc_addr = format!("127.0.0.1:{grpc_port}").parse()?;
+    api.http_addr = format!("127.0.0.1:{http_port}").parse()?;
+    api.public_base_url = format!("http://127.0.0.1:{http_port}");
+    Ok(api)
 }
 
 /// Waits until the Temporal server answers namespace calls, not just connections.

@@ -13,6 +13,7 @@ use tonic::transport::Channel;
 #[derive(Clone)]
 pub struct ApiClient {
     pub channel: Channel,
+    pub grpc_url: String,
     pub http_base: String,
     auth: Auth,
     /// The payment provider's signing secret, to play a provider whose report arrives after
@@ -25,6 +26,7 @@ impl ApiClient {
         let channel = Channel::from_shared(grpc.to_string())?.connect().await?;
         Ok(Self {
             channel,
+            grpc_url: grpc.to_string(),
             http_base: http_base.trim_end_matches('/').to_string(),
             auth: Auth::new(jwt_secret),
             provider_secret: None,
