@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The two binaries: `worker` (package sellwindow-worker) and `starter` (package
-# sellwindow-starter: API, tokens, demo). No system protoc needed: protos compile with the
-# pure-Rust protox. The workspace needs Rust 1.92+ (edition 2024).
+# sellwindow-starter: `serve` runs the API, plus tokens and the demo). No system protoc
+# needed: protos compile with the pure-Rust protox. The workspace needs Rust 1.92+ (edition 2024).
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

@@ -11,6 +11,9 @@ usage:
   bench endings  [--orders 100000]   every ending of a listing that size, timed and checked
   bench overload [--customers 5000] [--seconds 20]   far past capacity: bounded memory,
                  refusals answered at once, nothing oversold
+  bench growth   [--orders 1000000] [--customers 256] [--paid-percent 10]   one listing to
+                 that size (reserve, confirm, pay, close): the hand-over pause, the bytes a
+                 run carries and the worker's peak RSS at 1%, 10% and 100% of it
   bench smoke    (same as `bench --smoke`): all of them, tiny and quick, on SQLite (CI)
 common options:
   --store postgres|sqlite   the app's store (default postgres; sqlite with --smoke)

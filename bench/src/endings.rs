@@ -14,9 +14,9 @@ use crate::load::{self, LoadSpec};
 use crate::report::Report;
 use crate::reserve;
 use crate::stack::Stack;
-use sellwindow_starter::demo::ApiClient;
-use sellwindow_starter::history::HistoryCost;
-use sellwindow_starter::pb;
+use sellwindow_api::history::HistoryCost;
+use sellwindow_api::pb;
+use sellwindow_testkit::ApiClient;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -33,18 +33,18 @@ pub struct Ending {
 }
 
 fn now_ms() -> i64 {
-    sellwindow_starter::convert::now_ms().0
+    sellwindow_api::convert::now_ms().0
 }
 
-struct Listing {
-    sw: String,
-    p: String,
-    workflow_id: String,
-    close_at: i64,
+pub(crate) struct Listing {
+    pub sw: String,
+    pub p: String,
+    pub workflow_id: String,
+    pub close_at: i64,
 }
 
 /// A window with one listing of cap `n`, threshold `min`, closing `close_in` from now.
-async fn listing(
+pub(crate) async fn listing(
     stack: &Stack,
     name: &str,
     n: u32,
@@ -76,7 +76,7 @@ async fn listing(
         .create_sell_window(ApiClient::req(
             pb::CreateSellWindowRequest {
                 name: format!("bench endings {name}"),
-                close_at: Some(sellwindow_starter::convert::ts(close_at)),
+                close_at: Some(sellwindow_api::convert::ts(close_at)),
                 listings: vec![pb::ListingInput {
                     product_id: product.id.clone(),
                     min_qty: min,
@@ -115,7 +115,7 @@ async fn count(stack: &Stack, sql: &str, l: &Listing) -> anyhow::Result<i64> {
 }
 
 /// Waits until the count reaches `want`; returns the seconds it took from `since`.
-async fn until_count(
+pub(crate) async fn until_count(
     stack: &Stack,
     sql: &str,
     l: &Listing,
@@ -139,7 +139,7 @@ async fn until_count(
     Ok(since.elapsed().as_secs_f64())
 }
 
-async fn until_phase(
+pub(crate) async fn until_phase(
     stack: &Stack,
     l: &Listing,
     phase: &str,
@@ -181,7 +181,7 @@ async fn reserve_all(stack: &Stack, l: &Listing, n: u64, tag: &str) -> anyhow::R
 
 /// Confirms, and waits until every order has its payment row (a big confirm answers once
 /// accepted and asks its orders to pay after); returns the seconds that took.
-async fn confirm(stack: &Stack, l: &Listing, orders: u64) -> anyhow::Result<f64> {
+pub(crate) async fn confirm(stack: &Stack, l: &Listing, orders: u64) -> anyhow::Result<f64> {
     let api = stack.admin();
     let t0 = Instant::now();
     api.admin()
@@ -198,7 +198,7 @@ async fn confirm(stack: &Stack, l: &Listing, orders: u64) -> anyhow::Result<f64>
 }
 
 /// Pays the first `k` open payments; returns the seconds until all of them are PAID.
-async fn pay(stack: &Stack, l: &Listing, k: usize) -> anyhow::Result<f64> {
+pub(crate) async fn pay(stack: &Stack, l: &Listing, k: usize) -> anyhow::Result<f64> {
     let open: Vec<(String, String)> = sqlx::query_as(
         "SELECT id, order_id FROM payments WHERE sell_window_id = $1 AND product_id = $2 AND status = 'INIT' ORDER BY id",
     )
@@ -220,7 +220,7 @@ async fn pay(stack: &Stack, l: &Listing, k: usize) -> anyhow::Result<f64> {
     until_count(stack, paid, l, k as i64, t0).await
 }
 
-async fn wait_close(l: &Listing) -> Instant {
+pub(crate) async fn wait_close(l: &Listing) -> Instant {
     let wait = l.close_at - now_ms();
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
@@ -229,7 +229,7 @@ async fn wait_close(l: &Listing) -> Instant {
 }
 
 /// The checks every ending ends with; returns the listing's notifications by kind and cost.
-async fn check(
+pub(crate) async fn check(
     stack: &Stack,
     l: &Listing,
     report: &mut Report,
@@ -270,12 +270,9 @@ async fn check(
     .bind(&l.p)
     .fetch_all(stack.store.pool())
     .await?;
-    let cost = sellwindow_starter::history::cost(
-        &stack.client,
-        &stack.cfg.temporal_namespace,
-        &l.workflow_id,
-    )
-    .await?;
+    let cost =
+        sellwindow_api::history::cost(&stack.client, &stack.cfg.temporal_namespace, &l.workflow_id)
+            .await?;
     if cost.terminated
         || cost.events_per_run.iter().any(|n| *n > 10_240)
         || cost.largest_payload > 512 * 1024

@@ -13,8 +13,8 @@ use crate::load::{self, LoadResult, LoadSpec};
 use crate::report::{self, Report};
 use crate::reserve::{self, ListingCheck};
 use crate::stack::Stack;
-use sellwindow_starter::demo::ApiClient;
-use sellwindow_starter::pb;
+use sellwindow_api::pb;
+use sellwindow_testkit::ApiClient;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -79,7 +79,7 @@ async fn wait_count(
 }
 
 fn now_ms() -> i64 {
-    sellwindow_starter::convert::now_ms().0
+    sellwindow_api::convert::now_ms().0
 }
 
 pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Result<()> {
@@ -369,7 +369,7 @@ pub async fn pay_all(
                     "occurred_at": t,
                 });
                 let raw = serde_json::to_vec(&body).expect("json");
-                let sig = sellwindow_starter::signature::sign(&secret, t, &raw);
+                let sig = sellwindow_api::signature::sign(&secret, t, &raw);
                 let status = http
                     .post(&url)
                     .header("x-signature", sig)

@@ -2,8 +2,8 @@
 //! the real gRPC API (`ReserveOrder`, a fresh idempotency key each time) in a closed loop, and
 //! recording every latency and every error by its gRPC code.
 
-use sellwindow_starter::demo::ApiClient;
-use sellwindow_starter::pb;
+use sellwindow_api::pb;
+use sellwindow_testkit::ApiClient;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -184,8 +184,18 @@ pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
                             out.samples
                                 .entry(code)
                                 .or_insert_with(|| status.message().to_string());
-                            // No hot spinning on a failing path.
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            // As a gRPC client with a retry policy does: wait what the
+                            // server asks (jittered, so refused customers do not return in
+                            // step), else a little, never spinning on a failing path.
+                            let pushback_ms = status
+                                .metadata()
+                                .get("grpc-retry-pushback-ms")
+                                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                            let wait_ms = match pushback_ms {
+                                Some(ms) => ms / 2 + (c as u64 * 7919 + seq * 104_729) % ms.max(1),
+                                None => 20,
+                            };
+                            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
                         }
                     }
                 }

@@ -7,9 +7,10 @@
 //! bench listings [--listings 50] [--customers-per-listing 8] [--seconds 10] [--warmup 1]
 //! bench endings  [--orders 100000]: every ending of a listing that size, timed and checked
 //! bench overload [--customers 5000] [--seconds 20]: far past capacity, refused at once
+//! bench growth   [--orders 1000000]: one listing to that size; what must not grow with it
 //! bench smoke    (or `bench --smoke`): all of them, tiny and quick, SQLite; for CI
 //! common:        [--store postgres|sqlite] [--postgres-url URL] [--json FILE] [--smoke]
-//!                [--cap N] [--clients-per-connection 1] [--keep-going]
+//!                [--cap N] [--clients-per-connection 1] [--keep-going] [--apis 1]
 //! ```
 //!
 //! By default the shape users deploy: the API (`starter`) and the worker run as their own release
@@ -26,6 +27,7 @@ mod baseline;
 mod cpu;
 mod endings;
 mod finalize;
+mod growth;
 mod listings;
 mod load;
 mod overload;
@@ -35,6 +37,7 @@ mod report;
 mod reserve;
 mod runs;
 mod stack;
+mod temporal;
 
 use anyhow::Context;
 use args::Args;
@@ -155,11 +158,13 @@ async fn run(args: Args) -> anyhow::Result<Report> {
             "endings" => endings::run(&stack, &args, &mut report).await,
             "listings" => listings::run(&stack, &args, &mut report).await,
             "overload" => overload::run(&stack, &args, &mut report).await,
+            "growth" => growth::run(&stack, &args, &mut report).await,
             "smoke" => {
                 reserve::run(&stack, &args, &mut report).await?;
                 finalize::run(&stack, &args, &mut report).await?;
                 listings::run(&stack, &args, &mut report).await?;
                 overload::run(&stack, &args, &mut report).await?;
+                growth::run(&stack, &args, &mut report).await?;
                 endings::run(&stack, &args, &mut report).await
             }
             other => anyhow::bail!("unknown command {other}"),

@@ -1,8 +1,8 @@
 //! The API and the worker as processes of their own, as deployed: the `starter` binary of the
 //! same build as the bench, configured through the environment like any deployment.
 
-use sellwindow_starter::demo::ApiClient;
-use sellwindow_worker::Config;
+use sellwindow_runtime::Config;
+use sellwindow_testkit::ApiClient;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -22,6 +22,7 @@ pub struct Report {
     pub listings: Option<ListingsResult>,
     pub endings: Vec<crate::endings::Ending>,
     pub overload: Option<crate::overload::OverloadResult>,
+    pub growth: Option<crate::growth::GrowthResult>,
     /// Every failed check; empty means the run passed.
     pub failures: Vec<String>,
     pub wall_seconds: f64,
@@ -39,13 +40,14 @@ impl Report {
             },
             store: String::new(),
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            started_at_unix_ms: sellwindow_starter::convert::now_ms().0,
+            started_at_unix_ms: sellwindow_api::convert::now_ms().0,
             baseline: None,
             reserve: Vec::new(),
             finalize: None,
             listings: None,
             endings: Vec::new(),
             overload: None,
+            growth: None,
             failures: Vec::new(),
             wall_seconds: 0.0,
         }

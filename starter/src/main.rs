@@ -6,8 +6,9 @@
 //!   expiries, a retry, a refund and shipment) against a running API.
 //! - `starter worker`: run the worker (the same as the `worker` binary).
 
-use sellwindow_starter::{auth::Auth, demo};
-use sellwindow_worker::{Config, telemetry};
+use sellwindow_api::auth::Auth;
+use sellwindow_runtime::{Config, telemetry};
+use sellwindow_testkit::demo;
 
 /// mimalloc: the API and the worker allocate and free many small buffers per request (gRPC
 /// frames, JSON payloads); glibc's allocator showed up in their CPU profiles.
@@ -22,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
         Some("serve") | None => {
             telemetry::init();
             tracing::info!(config = ?cfg, "starting API");
-            sellwindow_starter::app::serve(cfg, telemetry::shutdown_signal()).await
+            sellwindow_api::app::serve(cfg, telemetry::shutdown_signal()).await
         }
         Some("worker") => {
             telemetry::init();
@@ -30,10 +31,8 @@ async fn main() -> anyhow::Result<()> {
             sellwindow_worker::run(cfg, telemetry::shutdown_signal()).await
         }
         Some("token") => {
-            let auth = Auth::with_rules(
-                &cfg.jwt_secret,
-                sellwindow_starter::auth::TokenRules::of(&cfg),
-            );
+            let auth =
+                Auth::with_rules(&cfg.jwt_secret, sellwindow_api::auth::TokenRules::of(&cfg));
             let token = match (args.get(1).map(String::as_str), args.get(2)) {
                 (Some("--admin"), _) => auth.mint("admin", true, 24 * 3600),
                 (Some("--customer"), Some(id)) => auth.mint(id, false, 24 * 3600),

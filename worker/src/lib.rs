@@ -1,11 +1,5 @@
 //! The worker process: hosts the `SellWindow` workflow and its activities on the task queue
 //! (and the first-shape workflow, for listings that started on it).
-//! Also home of the shared configuration and the Temporal connection, which the API reuses.
-
-pub mod config;
-pub mod telemetry;
-
-pub use config::{Config, Env};
 
 use sellwindow_activities::ListingActivities;
 use sellwindow_activities::notify::{
@@ -13,44 +7,11 @@ use sellwindow_activities::notify::{
 };
 use sellwindow_activities::{Faults, LogSink, SellWindowActivities, Store};
 use sellwindow_domain::UnixMillis;
+use sellwindow_runtime::{Config, connect_temporal};
 use sellwindow_workflows::{ListingWorkflow, SellWindowWorkflow};
 use std::sync::Arc;
-use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, GrpcCompression};
+use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
-
-/// Connects a Temporal client, retrying for a while: the server may still be starting.
-pub async fn connect_temporal(cfg: &Config) -> anyhow::Result<Client> {
-    let url: temporalio_client::Url = cfg.temporal_address.parse()?;
-    let mut last = None;
-    for _ in 0..60 {
-        let opts = ConnectionOptions::new(url.clone())
-            .identity(format!("sellwindow@{}", std::process::id()))
-            .grpc_compression(if cfg.temporal_grpc_gzip {
-                GrpcCompression::Gzip
-            } else {
-                GrpcCompression::None
-            })
-            .build();
-        match Connection::connect(opts).await {
-            Ok(conn) => {
-                let client = Client::new(
-                    conn,
-                    ClientOptions::new(cfg.temporal_namespace.clone()).build(),
-                )?;
-                return Ok(client);
-            }
-            Err(e) => {
-                last = Some(e);
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-        }
-    }
-    Err(anyhow::anyhow!(
-        "cannot reach Temporal at {}: {:?}",
-        cfg.temporal_address,
-        last
-    ))
-}
 
 /// The configured notification sink: the webhook when one is set, else the log.
 pub fn sink(cfg: &Config) -> Arc<dyn NotificationSink> {

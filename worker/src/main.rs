@@ -1,6 +1,6 @@
 //! `worker`: hosts the SellWindow workflow and its activities.
 
-use sellwindow_worker::{Config, telemetry};
+use sellwindow_runtime::{Config, telemetry};
 
 /// mimalloc: the API and the worker allocate and free many small buffers per request (gRPC
 /// frames, JSON payloads); glibc's allocator showed up in their CPU profiles.

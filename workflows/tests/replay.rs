@@ -53,3 +53,26 @@ fn read(file: &std::path::Path) -> Vec<u8> {
     .unwrap();
     json
 }
+
+#[test]
+fn recorded_histories_cover_both_sides_of_every_patch() {
+    use sellwindow_workflows::legacy::patches::PATCHES;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/histories");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("histories folder")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for patch in PATCHES {
+        for prefix in patch.old_path.iter().chain([&patch.new_path]) {
+            assert!(
+                names.iter().any(|n| n.starts_with(prefix)),
+                "patch {} names histories {prefix}* that are not recorded",
+                patch.id
+            );
+        }
+    }
+    let mut ids: Vec<&str> = PATCHES.iter().map(|p| p.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), PATCHES.len(), "a patch id is declared twice");
+}

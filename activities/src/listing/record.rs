@@ -10,7 +10,7 @@ use super::ListingActivities;
 use super::effects::{Write, by_order};
 use super::rows::{self, Changes, OrderRow};
 use super::texts::{self, Release};
-use crate::activities::save_order_answers;
+use crate::first_shape::save_order_answers;
 use crate::queries::RESERVED_ANSWER;
 use crate::store::{JsonRows, Recipient, StoreError};
 use crate::unit::{Unit, listing_name};

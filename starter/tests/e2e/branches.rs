@@ -3,9 +3,9 @@
 //! outcomes, and the per-customer limit — each against the real parts.
 
 use crate::helpers::{TestApp, spawn_app};
+use sellwindow_api::pb;
 use sellwindow_domain::{ProductId, SellWindowId};
-use sellwindow_starter::demo::ApiClient;
-use sellwindow_starter::pb;
+use sellwindow_testkit::ApiClient;
 use std::time::Duration;
 use tonic::Code;
 
@@ -24,13 +24,13 @@ async fn window_with(
     policy: pb::MinPaidPolicy,
 ) -> pb::SellWindow {
     let product = app.product(100).await;
-    let close_at = sellwindow_starter::convert::now_ms().0 + close_in.as_millis() as i64;
+    let close_at = sellwindow_api::convert::now_ms().0 + close_in.as_millis() as i64;
     app.api
         .admin()
         .create_sell_window(ApiClient::req(
             pb::CreateSellWindowRequest {
                 name: "branch window".into(),
-                close_at: Some(sellwindow_starter::convert::ts(close_at)),
+                close_at: Some(sellwindow_api::convert::ts(close_at)),
                 listings: vec![pb::ListingInput {
                     product_id: product.id.clone(),
                     min_qty: min,

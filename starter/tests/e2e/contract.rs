@@ -2,8 +2,8 @@
 //! server reflection in both of its versions.
 
 use crate::helpers::{AppOptions, Terms, TestApp, spawn_app, spawn_app_with};
-use sellwindow_starter::demo::ApiClient;
-use sellwindow_starter::pb;
+use sellwindow_api::pb;
+use sellwindow_testkit::ApiClient;
 use std::collections::BTreeSet;
 use tonic::Code;
 
@@ -267,6 +267,13 @@ async fn calls_past_the_apis_capacity_are_refused_at_once_and_nothing_oversells(
             Err(e) if e.code() == Code::ResourceExhausted => sold_out += 1,
             Err(e) if e.code() == Code::Unavailable => {
                 assert!(e.message().contains("capacity"), "{}", e.message());
+                // gRPC's retry metadata tells the caller how long to back off.
+                let pushback = e.metadata().get("grpc-retry-pushback-ms");
+                assert!(
+                    pushback.and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) > Some(0),
+                    "{:?}",
+                    e.metadata()
+                );
                 busy += 1;
             }
             Err(e) => panic!("unexpected answer: {e:?}"),

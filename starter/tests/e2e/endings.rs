@@ -8,9 +8,9 @@
 //! same endings at 100,000 orders are `bench endings`.
 
 use crate::helpers::{AppOptions, Terms, TestApp, spawn_app_with};
+use sellwindow_api::pb;
 use sellwindow_domain::{ProductId, SellWindowId};
-use sellwindow_starter::demo::ApiClient;
-use sellwindow_starter::pb;
+use sellwindow_testkit::ApiClient;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -77,7 +77,7 @@ async fn pay(app: &TestApp, payments: &[(String, String)]) {
         senders.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             for (payment, order) in payments.iter().skip(s).step_by(16) {
-                let now = sellwindow_starter::convert::now_ms().0 / 1000;
+                let now = sellwindow_api::convert::now_ms().0 / 1000;
                 let body = serde_json::to_vec(&serde_json::json!({
                     "event_id": format!("evt-{payment}"), "payment_id": payment, "order_id": order,
                     "outcome": "succeeded", "occurred_at": now
@@ -87,7 +87,7 @@ async fn pay(app: &TestApp, payments: &[(String, String)]) {
                     .post(format!("{base}/payments/callback"))
                     .header(
                         "x-signature",
-                        sellwindow_starter::signature::sign(&secret, now, &body),
+                        sellwindow_api::signature::sign(&secret, now, &body),
                     )
                     .header("content-type", "application/json")
                     .body(body)

@@ -4,9 +4,9 @@
 //! for the last 50 units. After each, the flow completes and every effect happened exactly once.
 
 use crate::helpers::{AppOptions, Proc, TestApp, free_port, spawn_app, spawn_app_with};
+use sellwindow_api::pb;
 use sellwindow_domain::{CustomerId, OrderId, ProductId, SellWindowId};
-use sellwindow_starter::demo::ApiClient;
-use sellwindow_starter::pb;
+use sellwindow_testkit::ApiClient;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -413,7 +413,7 @@ async fn temporal_restarted_mid_flow_fires_the_deadline_and_the_close_that_came_
     .await;
     let product = app.product(900).await;
     let w = app.window(&product, 1, 5, Duration::from_secs(18), 6).await;
-    let close_at = sellwindow_starter::convert::ms_of(w.close_at.as_ref().unwrap());
+    let close_at = sellwindow_api::convert::ms_of(w.close_at.as_ref().unwrap());
     let ann = app.reserve(&w, "ann", 1, "k").await.unwrap();
     let ben = app.reserve(&w, "ben", 1, "k").await.unwrap();
     app.confirm(&w).await.unwrap();
@@ -421,11 +421,11 @@ async fn temporal_restarted_mid_flow_fires_the_deadline_and_the_close_that_came_
     let due = ann
         .payment_due_at
         .as_ref()
-        .map(sellwindow_starter::convert::ms_of);
+        .map(sellwindow_api::convert::ms_of);
     let due = due.expect("a payment deadline");
     assert_eq!(app.pay(&ann, "succeeded", "evt-ann").await, 200);
     wait_status(&app, &ann.id, "PAID", Duration::from_secs(10)).await;
-    let now = sellwindow_starter::convert::now_ms().0;
+    let now = sellwindow_api::convert::now_ms().0;
     assert!(
         now < due,
         "the machine is too slow for this test: ann paid after ben's deadline"
@@ -436,7 +436,7 @@ async fn temporal_restarted_mid_flow_fires_the_deadline_and_the_close_that_came_
     // and a new one is told to come back later.
     assert_eq!(app.pay(&ann, "succeeded", "evt-ann").await, 200);
     let ben_pay = app.payment_of(&ben.id).await;
-    let now = sellwindow_starter::convert::now_ms().0 / 1000;
+    let now = sellwindow_api::convert::now_ms().0 / 1000;
     let body = serde_json::json!({"event_id": "evt-ben", "payment_id": ben_pay.payment_id,
         "order_id": ben.id, "outcome": "failed", "error": "declined", "occurred_at": now});
     let status = tokio::time::timeout(
@@ -448,7 +448,7 @@ async fn temporal_restarted_mid_flow_fires_the_deadline_and_the_close_that_came_
     assert_eq!(status, 503, "a callback that could not be signalled");
     // Ben's deadline and the window's close both come due while the engine is down.
     let wake = due.max(close_at) + 2_000;
-    let left = wake - sellwindow_starter::convert::now_ms().0;
+    let left = wake - sellwindow_api::convert::now_ms().0;
     if left > 0 {
         tokio::time::sleep(Duration::from_millis(left as u64)).await;
     }
@@ -742,7 +742,7 @@ async fn activities_retry_through_database_outages_and_the_flow_completes_exactl
     let w = app
         .window(&product, 3, 10, Duration::from_secs(45), 120)
         .await;
-    let close_at = sellwindow_starter::convert::ms_of(w.close_at.as_ref().unwrap());
+    let close_at = sellwindow_api::convert::ms_of(w.close_at.as_ref().unwrap());
     let ann = app.reserve(&w, "ann", 1, "k").await.unwrap();
     let ben = app.reserve(&w, "ben", 2, "k").await.unwrap();
 
@@ -772,7 +772,7 @@ async fn activities_retry_through_database_outages_and_the_flow_completes_exactl
     wait_status(&app, &ben.id, "PAID", Duration::from_secs(40)).await;
 
     // 3. The whole database goes away as the window closes.
-    let left = close_at - 1_000 - sellwindow_starter::convert::now_ms().0;
+    let left = close_at - 1_000 - sellwindow_api::convert::now_ms().0;
     if left > 0 {
         tokio::time::sleep(Duration::from_millis(left as u64)).await;
     }
@@ -788,7 +788,7 @@ async fn activities_retry_through_database_outages_and_the_flow_completes_exactl
         503,
         "a callback while the database is away"
     );
-    let left = close_at + 4_000 - sellwindow_starter::convert::now_ms().0;
+    let left = close_at + 4_000 - sellwindow_api::convert::now_ms().0;
     if left > 0 {
         tokio::time::sleep(Duration::from_millis(left as u64)).await;
     }

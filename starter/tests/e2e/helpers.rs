@@ -6,11 +6,11 @@
 use sellwindow_activities::Store;
 use sellwindow_activities::lists::{NotificationFilter, PageRequest};
 use sellwindow_activities::queries::{NotificationRow, WorkOrderRow};
+use sellwindow_api::Application;
+use sellwindow_api::pb;
 use sellwindow_domain::{CustomerId, SellWindowId};
-use sellwindow_starter::Application;
-use sellwindow_starter::demo::ApiClient;
-use sellwindow_starter::pb;
-use sellwindow_worker::{Config, Env};
+use sellwindow_runtime::{Config, Env};
+use sellwindow_testkit::ApiClient;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -277,6 +277,16 @@ impl TestApp {
         drop_test_database(&self.store, &self.cfg.database_url).await;
     }
 
+    /// The dev server's frontend port (plaintext, on loopback).
+    pub fn temporal_port(&self) -> u16 {
+        self._server.port
+    }
+
+    /// The test's scratch folder, removed with the app.
+    pub fn scratch_dir(&self) -> &std::path::Path {
+        &self._dir.0
+    }
+
     pub fn admin(&self) -> String {
         self.api.admin_token()
     }
@@ -310,13 +320,13 @@ impl TestApp {
         close_in: Duration,
         pay_window_secs: i64,
     ) -> pb::SellWindow {
-        let close_at = sellwindow_starter::convert::now_ms().0 + close_in.as_millis() as i64;
+        let close_at = sellwindow_api::convert::now_ms().0 + close_in.as_millis() as i64;
         self.api
             .admin()
             .create_sell_window(ApiClient::req(
                 pb::CreateSellWindowRequest {
                     name: "test window".into(),
-                    close_at: Some(sellwindow_starter::convert::ts(close_at)),
+                    close_at: Some(sellwindow_api::convert::ts(close_at)),
                     listings: vec![pb::ListingInput {
                         product_id: product.id.clone(),
                         min_qty: min,
@@ -383,7 +393,7 @@ impl TestApp {
             .await
             .unwrap()
             .unwrap();
-        sellwindow_starter::convert::order(&o)
+        sellwindow_api::convert::order(&o)
     }
 
     /// Waits until the order has a payment link.
@@ -401,7 +411,7 @@ impl TestApp {
     /// Sends a provider callback signed with `secret`, returning the HTTP status.
     pub async fn callback(&self, body: &serde_json::Value, secret: &str, t: i64) -> u16 {
         let raw = serde_json::to_vec(body).unwrap();
-        let sig = sellwindow_starter::signature::sign(secret, t, &raw);
+        let sig = sellwindow_api::signature::sign(secret, t, &raw);
         reqwest::Client::new()
             .post(format!("{}/payments/callback", self.api.http_base))
             .header("x-signature", sig)
@@ -415,7 +425,7 @@ impl TestApp {
     }
 
     pub async fn pay(&self, o: &pb::Order, outcome: &str, event_id: &str) -> u16 {
-        let now = sellwindow_starter::convert::now_ms().0 / 1000;
+        let now = sellwindow_api::convert::now_ms().0 / 1000;
         let body = serde_json::json!({
             "event_id": event_id, "payment_id": o.payment_id, "order_id": o.id,
             "outcome": outcome, "error": if outcome == "failed" { Some("card declined") } else { None }, "occurred_at": now
@@ -580,9 +590,10 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         jwt_issuer: None,
         jwt_audience: None,
         jwt_max_lifetime_secs: 30 * 24 * 3600,
+        temporal_tls: None,
     };
     let store = Store::connect(&cfg.database_url).await.expect("database");
-    let client = sellwindow_worker::connect_temporal(&cfg)
+    let client = sellwindow_runtime::connect_temporal(&cfg)
         .await
         .expect("temporal");
     wait_temporal_ready(&client, Duration::from_secs(30)).await;
@@ -924,13 +935,13 @@ impl TestApp {
     /// A window with one listing on its own new product.
     pub async fn window_with(&self, t: Terms) -> pb::SellWindow {
         let product = self.product(t.price).await;
-        let close_at = sellwindow_starter::convert::now_ms().0 + t.close_in.as_millis() as i64;
+        let close_at = sellwindow_api::convert::now_ms().0 + t.close_in.as_millis() as i64;
         self.api
             .admin()
             .create_sell_window(ApiClient::req(
                 pb::CreateSellWindowRequest {
                     name: "test window".into(),
-                    close_at: Some(sellwindow_starter::convert::ts(close_at)),
+                    close_at: Some(sellwindow_api::convert::ts(close_at)),
                     listings: vec![pb::ListingInput {
                         product_id: product.id.clone(),
                         min_qty: t.min,
@@ -1067,11 +1078,8 @@ impl TestApp {
     }
 
     /// What a listing's workflow runs cost in Temporal, over all its runs.
-    pub async fn history_cost(
-        &self,
-        workflow_id: &str,
-    ) -> sellwindow_starter::history::HistoryCost {
-        sellwindow_starter::history::cost(&self.temporal, &self.cfg.temporal_namespace, workflow_id)
+    pub async fn history_cost(&self, workflow_id: &str) -> sellwindow_api::history::HistoryCost {
+        sellwindow_api::history::cost(&self.temporal, &self.cfg.temporal_namespace, workflow_id)
             .await
             .expect("the listing's history")
     }

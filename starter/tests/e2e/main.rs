@@ -11,12 +11,12 @@ use sellwindow_domain::{ProductId, SellWindowId};
 use std::time::Duration;
 use tonic::Code;
 
-fn names(events: &[sellwindow_starter::pb::Event]) -> Vec<String> {
+fn names(events: &[sellwindow_api::pb::Event]) -> Vec<String> {
     events.iter().map(|e| e.name.clone()).collect()
 }
 
 /// The workflow decides before its activities write: wait until the log shows `name`.
-async fn wait_event(app: &helpers::TestApp, w: &sellwindow_starter::pb::SellWindow, name: &str) {
+async fn wait_event(app: &helpers::TestApp, w: &sellwindow_api::pb::SellWindow, name: &str) {
     for _ in 0..200 {
         if names(&app.events(w).await).iter().any(|n| n == name) {
             return;
@@ -157,8 +157,8 @@ async fn main_flow_runs_end_to_end_and_logs_the_seed_events_in_order() {
         let r = app
             .api
             .admin()
-            .complete_work_step(sellwindow_starter::demo::ApiClient::req(
-                sellwindow_starter::pb::CompleteWorkStepRequest {
+            .complete_work_step(sellwindow_testkit::ApiClient::req(
+                sellwindow_api::pb::CompleteWorkStepRequest {
                     work_order_id: wos[0].id.clone(),
                     step_id: s.0.clone(),
                 },
@@ -219,8 +219,8 @@ async fn fifty_concurrent_reservers_on_the_last_units_never_oversell() {
         let (sw, p) = (w.id.clone(), product.id.clone());
         tasks.push(tokio::spawn(async move {
             api.customer()
-                .reserve_order(sellwindow_starter::demo::ApiClient::req(
-                    sellwindow_starter::pb::ReserveOrderRequest {
+                .reserve_order(sellwindow_testkit::ApiClient::req(
+                    sellwindow_api::pb::ReserveOrderRequest {
                         sell_window_id: sw,
                         product_id: p,
                         qty: 1,
@@ -284,7 +284,7 @@ async fn bad_input_and_bad_tokens_are_refused_with_the_right_code_and_retries_re
     let no_token = app
         .api
         .customer()
-        .reserve_order(sellwindow_starter::pb::ReserveOrderRequest {
+        .reserve_order(sellwindow_api::pb::ReserveOrderRequest {
             sell_window_id: w.id.clone(),
             product_id: product.id.clone(),
             qty: 1,
@@ -295,8 +295,8 @@ async fn bad_input_and_bad_tokens_are_refused_with_the_right_code_and_retries_re
     let as_customer = app
         .api
         .admin()
-        .confirm_batch(sellwindow_starter::demo::ApiClient::req(
-            sellwindow_starter::pb::ConfirmBatchRequest {
+        .confirm_batch(sellwindow_testkit::ApiClient::req(
+            sellwindow_api::pb::ConfirmBatchRequest {
                 sell_window_id: w.id.clone(),
                 product_id: product.id.clone(),
             },
@@ -320,8 +320,8 @@ async fn bad_input_and_bad_tokens_are_refused_with_the_right_code_and_retries_re
     let other = app
         .api
         .customer()
-        .get_order(sellwindow_starter::demo::ApiClient::req(
-            sellwindow_starter::pb::GetOrderRequest {
+        .get_order(sellwindow_testkit::ApiClient::req(
+            sellwindow_api::pb::GetOrderRequest {
                 order_id: first.id.clone(),
             },
             &app.api.customer_token("d"),
@@ -344,7 +344,7 @@ async fn callbacks_are_verified_and_a_replayed_event_is_applied_once() {
     let o = app.reserve(&w, "c", 1, "k").await.unwrap();
     app.confirm(&w).await.unwrap();
     let o = app.payment_of(&o.id).await;
-    let now = sellwindow_starter::convert::now_ms().0 / 1000;
+    let now = sellwindow_api::convert::now_ms().0 / 1000;
     let body = serde_json::json!({"event_id": "e-1", "payment_id": o.payment_id, "order_id": o.id, "outcome": "succeeded", "occurred_at": now});
     assert_eq!(app.callback(&body, "wrong-secret", now).await, 401);
     assert_eq!(
@@ -453,9 +453,9 @@ async fn the_demo_the_run_script_plays_finishes_every_scenario() {
         .clone()
         .with_provider_secret(&app.cfg.callback_secret);
     let demo = async {
-        sellwindow_starter::demo::run(&api, &app.cfg.temporal_ui_url, "default").await?;
-        sellwindow_starter::demo::run_failing(&api).await?;
-        sellwindow_starter::demo::run_expiries_and_refunds(&api).await
+        sellwindow_testkit::demo::run(&api, &app.cfg.temporal_ui_url, "default").await?;
+        sellwindow_testkit::demo::run_failing(&api).await?;
+        sellwindow_testkit::demo::run_expiries_and_refunds(&api).await
     };
     demo.await.expect("the demo");
     app.books_balance().await;
@@ -468,4 +468,5 @@ mod endings;
 mod money;
 mod scale;
 mod scaleout;
+mod tls;
 mod webdriver;

@@ -5,7 +5,7 @@
 //! charged minus refunded is the order's amount when it ends PAID, else zero.
 
 use crate::helpers::{AppOptions, Proc, Terms, TestApp, spawn_app, spawn_app_with};
-use sellwindow_starter::pb;
+use sellwindow_api::pb;
 use std::time::Duration;
 use tonic::Code;
 
@@ -131,7 +131,7 @@ async fn a_verified_callback_is_applied_whatever_else_its_body_carries() {
     let app = spawn_app().await;
     let w = app.window_with(Terms::default()).await;
     let o = confirmed_order(&app, &w, "c").await;
-    let now = sellwindow_starter::convert::now_ms().0 / 1000;
+    let now = sellwindow_api::convert::now_ms().0 / 1000;
     // An RFC 3339 time and fields of the provider's own: still the payment.
     let body = serde_json::json!({
         "event_id": "evt-rfc3339", "payment_id": o.payment_id, "order_id": o.id,
@@ -155,7 +155,7 @@ async fn a_callback_for_another_amount_is_recorded_never_counted_and_the_admin_i
     let app = spawn_app().await;
     let w = app.window_with(Terms::default()).await;
     let o = confirmed_order(&app, &w, "c").await;
-    let now = sellwindow_starter::convert::now_ms().0 / 1000;
+    let now = sellwindow_api::convert::now_ms().0 / 1000;
     let amount = o.amount.clone().unwrap();
     let body = serde_json::json!({
         "event_id": "evt-short", "payment_id": o.payment_id, "order_id": o.id,
@@ -252,7 +252,7 @@ async fn two_cancels_in_one_workflow_task_still_let_the_listing_finish() {
             let (api, w) = (app.api.clone(), w.clone());
             tokio::spawn(async move {
                 api.admin()
-                    .cancel_sell_window(sellwindow_starter::demo::ApiClient::req(
+                    .cancel_sell_window(sellwindow_testkit::ApiClient::req(
                         pb::CancelSellWindowRequest {
                             sell_window_id: w.id.clone(),
                         },

@@ -4,9 +4,9 @@
 //! every figure and the event log must stay exact.
 
 use crate::helpers::{AppOptions, spawn_app, spawn_app_with};
+use sellwindow_api::pb;
 use sellwindow_domain::{ProductId, SellWindowId};
-use sellwindow_starter::demo::ApiClient;
-use sellwindow_starter::pb;
+use sellwindow_testkit::ApiClient;
 use std::time::Duration;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
@@ -193,7 +193,7 @@ async fn a_flood_of_payment_callbacks_still_hands_over_and_applies_each_result_o
         senders.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             for (payment, order) in open.iter().skip(s).step_by(16) {
-                let now = sellwindow_starter::convert::now_ms().0 / 1000;
+                let now = sellwindow_api::convert::now_ms().0 / 1000;
                 let body = serde_json::to_vec(&serde_json::json!({
                     "event_id": format!("evt-{payment}"), "payment_id": payment, "order_id": order,
                     "outcome": "succeeded", "error": null, "occurred_at": now
@@ -203,7 +203,7 @@ async fn a_flood_of_payment_callbacks_still_hands_over_and_applies_each_result_o
                     .post(format!("{app_http}/payments/callback"))
                     .header(
                         "x-signature",
-                        sellwindow_starter::signature::sign(&secret, now, &body),
+                        sellwindow_api::signature::sign(&secret, now, &body),
                     )
                     .header("content-type", "application/json")
                     .body(body)

@@ -4,9 +4,9 @@
 //! every call is answered.
 
 use crate::helpers::{AppOptions, Proc, free_port, spawn_app_with};
+use sellwindow_api::pb;
 use sellwindow_domain::{ProductId, SellWindowId};
-use sellwindow_starter::demo::ApiClient;
-use sellwindow_starter::pb;
+use sellwindow_testkit::ApiClient;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,9 +4,9 @@
 //! time, for this payment, and applies a replayed event once.
 
 use crate::helpers::{TestApp, free_port, spawn_app};
-use sellwindow_starter::convert::{now_ms, ts};
-use sellwindow_starter::demo::ApiClient;
-use sellwindow_starter::pb;
+use sellwindow_api::convert::{now_ms, ts};
+use sellwindow_api::pb;
+use sellwindow_testkit::ApiClient;
 use std::time::Duration;
 use tonic::Code;
 
@@ -1162,7 +1162,7 @@ async fn post(app: &TestApp, body: Vec<u8>, signature: Option<String>) -> u16 {
 }
 
 fn signed(app: &TestApp, body: &[u8]) -> Option<String> {
-    Some(sellwindow_starter::signature::sign(
+    Some(sellwindow_api::signature::sign(
         &app.cfg.callback_secret,
         now_secs(),
         body,
@@ -1219,14 +1219,14 @@ async fn callbacks_not_signed_for_this_body_time_and_payment_are_refused_and_cha
         401,
         "empty header"
     );
-    let other_secret = sellwindow_starter::signature::sign("another-secret", now, &good_raw);
+    let other_secret = sellwindow_api::signature::sign("another-secret", now, &good_raw);
     assert_eq!(
         post(&app, good_raw.clone(), Some(other_secret)).await,
         401,
         "another secret"
     );
     for t in [now - 330, now + 330, now - 86_400, 0, -1] {
-        let stale = sellwindow_starter::signature::sign(&secret, t, &good_raw);
+        let stale = sellwindow_api::signature::sign(&secret, t, &good_raw);
         assert_eq!(
             post(&app, good_raw.clone(), Some(stale)).await,
             401,
@@ -1249,7 +1249,7 @@ async fn callbacks_not_signed_for_this_body_time_and_payment_are_refused_and_cha
         "tampered whitespace"
     );
     // The MAC of this body at another time.
-    let sig = sellwindow_starter::signature::sign(&secret, now, &good_raw);
+    let sig = sellwindow_api::signature::sign(&secret, now, &good_raw);
     let mac = sig.split_once(",v1=").unwrap().1;
     assert_eq!(
         post(
@@ -1350,7 +1350,7 @@ async fn callbacks_not_signed_for_this_body_time_and_payment_are_refused_and_cha
 }
 
 fn other_secret_sig(body: &[u8]) -> String {
-    sellwindow_starter::signature::sign("another-secret", now_secs(), body)
+    sellwindow_api::signature::sign("another-secret", now_secs(), body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1551,14 +1551,14 @@ async fn the_payment_sandbox_is_not_served_in_production() {
     // A production API process beside the development one (same database and Temporal).
     let (grpc, http) = (free_port(), free_port());
     let mut cfg = app.cfg.clone();
-    cfg.env = sellwindow_worker::Env::Production;
+    cfg.env = sellwindow_runtime::Env::Production;
     cfg.jwt_secret = "j".repeat(40);
     cfg.callback_secret = "c".repeat(40);
     cfg.grpc_addr = format!("127.0.0.1:{grpc}").parse().unwrap();
     cfg.http_addr = format!("127.0.0.1:{http}").parse().unwrap();
     cfg.public_base_url = format!("http://127.0.0.1:{http}");
     cfg.payment_callback_url = format!("http://127.0.0.1:{http}/payments/callback");
-    let prod = sellwindow_starter::Application::build(cfg, app.store.clone(), app.temporal.clone())
+    let prod = sellwindow_api::Application::build(cfg, app.store.clone(), app.temporal.clone())
         .await
         .unwrap();
     let r = reqwest::Client::new()

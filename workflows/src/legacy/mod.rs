@@ -8,6 +8,7 @@ pub mod handover;
 pub mod inputs;
 pub mod machine;
 pub mod order_codec;
+pub mod patches;
 pub mod sell_window;
 pub mod writes;
 

@@ -38,7 +38,7 @@ pub fn router(state: Arc<State>) -> Router<Arc<State>> {
         .route("/style.css", get(|| async { asset("text/css", STYLE) }))
         .route("/signout", get(sign_out))
         .merge(api::router());
-    if state.cfg.env == sellwindow_worker::Env::Development {
+    if state.cfg.env == sellwindow_runtime::Env::Development {
         r = r.route("/signin", get(|| async { Html(SIGNIN) }).post(sign_in));
     } else {
         r = r.route("/signin", get(production_sign_in));

@@ -48,7 +48,7 @@ pub enum Caller {
 }
 
 impl TokenRules {
-    pub fn of(cfg: &sellwindow_worker::Config) -> Self {
+    pub fn of(cfg: &sellwindow_runtime::Config) -> Self {
         Self {
             issuer: cfg.jwt_issuer.clone(),
             audience: cfg.jwt_audience.clone(),

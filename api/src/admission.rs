@@ -56,9 +56,9 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            let busy = tonic::Status::unavailable(
+            let busy = crate::error::with_pushback(tonic::Status::unavailable(
                 "the API is at capacity; retry shortly (with the same idempotency key)",
-            );
+            ));
             return Box::pin(async move { Ok(busy.into_http()) });
         };
         // The clone serves this call; the ready one stays for the next (tower's rule).

@@ -2,7 +2,7 @@
 //! admin and customers make, with payments through the payment sandbox.
 
 pub use crate::client::ApiClient;
-use crate::pb;
+use sellwindow_api::pb;
 use std::time::Duration;
 
 mod more;
@@ -42,13 +42,13 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
         product.name,
         product.work_steps.join(" → ")
     );
-    let close_at = crate::convert::now_ms().0 + 20_000;
+    let close_at = sellwindow_api::convert::now_ms().0 + 20_000;
     let window = api
         .admin()
         .create_sell_window(ApiClient::req(
             pb::CreateSellWindowRequest {
                 name: "Demo window".into(),
-                close_at: Some(crate::convert::ts(close_at)),
+                close_at: Some(sellwindow_api::convert::ts(close_at)),
                 listings: vec![pb::ListingInput {
                     product_id: product.id.clone(),
                     min_qty: 3,
@@ -302,13 +302,13 @@ async fn create_window(
         ))
         .await?
         .into_inner();
-    let close_at = crate::convert::now_ms().0 + close_in_ms;
+    let close_at = sellwindow_api::convert::now_ms().0 + close_in_ms;
     let window = api
         .admin()
         .create_sell_window(ApiClient::req(
             pb::CreateSellWindowRequest {
                 name: name.into(),
-                close_at: Some(crate::convert::ts(close_at)),
+                close_at: Some(sellwindow_api::convert::ts(close_at)),
                 listings: vec![pb::ListingInput {
                     product_id: product.id.clone(),
                     min_qty: min,

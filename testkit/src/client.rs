@@ -2,8 +2,8 @@
 //! payment provider (signed callbacks). The demo, the tests and the bench drive the system
 //! through it.
 
-use crate::auth::Auth;
-use crate::pb::{
+use sellwindow_api::auth::Auth;
+use sellwindow_api::pb::{
     self, admin_service_client::AdminServiceClient, customer_service_client::CustomerServiceClient,
 };
 use std::time::Duration;
@@ -51,7 +51,7 @@ impl ApiClient {
             .provider_secret
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("no provider secret (with_provider_secret)"))?;
-        let t = crate::convert::now_ms().0 / 1000;
+        let t = sellwindow_api::convert::now_ms().0 / 1000;
         let body = serde_json::to_vec(&serde_json::json!({
             "event_id": format!("demo-{payment_id}-{outcome}-{t}"),
             "payment_id": payment_id,
@@ -62,7 +62,10 @@ impl ApiClient {
         let r = reqwest::Client::new()
             .post(format!("{}/payments/callback", self.http_base))
             .header("content-type", "application/json")
-            .header("x-signature", crate::signature::sign(secret, t, &body))
+            .header(
+                "x-signature",
+                sellwindow_api::signature::sign(secret, t, &body),
+            )
             .body(body)
             .send()
             .await?;

@@ -2,7 +2,7 @@
 //! payment refunded.
 
 use super::{ApiClient, create_window, order_until, print_events, reserve, work_order};
-use crate::pb;
+use sellwindow_api::pb;
 use std::time::Duration;
 
 /// A window whose threshold is never reached: it fails at close and every order is cancelled.

@@ -107,7 +107,7 @@ async fn session(AxState(s): S, headers: HeaderMap) -> Response {
     let mut who = who;
     who["temporal_ui"] = json!(s.cfg.temporal_ui_url);
     who["namespace"] = json!(s.cfg.temporal_namespace);
-    who["development"] = json!(s.cfg.env == sellwindow_worker::Env::Development);
+    who["development"] = json!(s.cfg.env == sellwindow_runtime::Env::Development);
     Json(who).into_response()
 }
 

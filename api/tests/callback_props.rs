@@ -4,9 +4,9 @@
 //! refuses what names no payment or outcome. Neither may panic on anything a caller can send.
 
 use proptest::prelude::*;
+use sellwindow_api::http::{CallbackBody, OccurredAt, parse_callback};
+use sellwindow_api::signature::{SignatureError, TOLERANCE_SECS, sign, verify};
 use sellwindow_domain::PaymentOutcome;
-use sellwindow_starter::http::{CallbackBody, OccurredAt, parse_callback};
-use sellwindow_starter::signature::{SignatureError, TOLERANCE_SECS, sign, verify};
 
 /// A realistic clock: unix seconds between 2001 and 2096.
 fn clock() -> impl Strategy<Value = i64> {

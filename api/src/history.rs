@@ -12,6 +12,9 @@ use temporalio_common::protos::temporal::api::history::v1::history_event::Attrib
 pub struct HistoryCost {
     /// Events of each run, oldest first.
     pub events_per_run: Vec<usize>,
+    /// What each run was started with, in bytes (a continued run: what the run before carried
+    /// over to it), oldest first.
+    pub carried_bytes_per_run: Vec<usize>,
     /// The largest activity input, activity result or local-activity marker, in bytes.
     pub largest_payload: usize,
     /// Activities scheduled and local activities recorded, over all runs.
@@ -46,10 +49,11 @@ pub async fn cost(
         let mut previous = None;
         for e in &events {
             match e.attributes.as_ref() {
-                Some(Attributes::WorkflowExecutionStartedEventAttributes(a))
-                    if !a.continued_execution_run_id.is_empty() =>
-                {
-                    previous = Some(a.continued_execution_run_id.clone());
+                Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => {
+                    cost.carried_bytes_per_run.insert(0, size(a.input.as_ref()));
+                    if !a.continued_execution_run_id.is_empty() {
+                        previous = Some(a.continued_execution_run_id.clone());
+                    }
                 }
                 Some(Attributes::ActivityTaskScheduledEventAttributes(a)) => {
                     cost.activities += 1;

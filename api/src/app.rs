@@ -9,7 +9,7 @@ use crate::idempotency::AnswerBook;
 use crate::metrics::Metrics;
 use crate::pb;
 use sellwindow_activities::Store;
-use sellwindow_worker::Config;
+use sellwindow_runtime::Config;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use temporalio_client::Client;
@@ -126,7 +126,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let store = Store::connect(&cfg.database_url).await?;
-    let client = sellwindow_worker::connect_temporal(&cfg).await?;
+    let client = sellwindow_runtime::connect_temporal(&cfg).await?;
     let app = Application::build(cfg, store, client).await?;
     shutdown.await;
     app.shutdown().await;

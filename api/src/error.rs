@@ -50,7 +50,7 @@ impl From<ApiError> for Status {
                     "a dependency is unavailable; retry with the same idempotency key",
                 )
             }
-            ApiError::Overloaded(m) => Status::unavailable(m),
+            ApiError::Overloaded(m) => with_pushback(Status::unavailable(m)),
             ApiError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
@@ -58,6 +58,20 @@ impl From<ApiError> for Status {
             }
         }
     }
+}
+
+/// How long a caller refused for load should wait before retrying, in gRPC's own retry
+/// metadata (`grpc-retry-pushback-ms`, which clients with a retry policy honour): a flood
+/// backs off instead of hammering an API that is already full.
+pub const RETRY_PUSHBACK_MS: u64 = 250;
+
+/// `status` with the retry pushback attached.
+pub fn with_pushback(mut status: Status) -> Status {
+    status.metadata_mut().insert(
+        "grpc-retry-pushback-ms",
+        tonic::metadata::MetadataValue::from(RETRY_PUSHBACK_MS),
+    );
+    status
 }
 
 /// Maps a refused or failed workflow update to the API's error.

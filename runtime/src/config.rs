@@ -2,6 +2,7 @@
 //! local defaults. Outside development mode the defaults refuse to start without real secrets.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// The development secrets: fine on a laptop, refused anywhere else.
 pub const DEV_JWT_SECRET: &str = "dev-only-jwt-secret-change-me";
@@ -51,6 +52,22 @@ pub struct Config {
     pub jwt_audience: Option<String>,
     /// Tokens expiring further ahead than this are refused.
     pub jwt_max_lifetime_secs: u64,
+    /// TLS to the Temporal frontend (an `https://` TEMPORAL_ADDRESS); mutual when a client
+    /// certificate is given.
+    pub temporal_tls: Option<TemporalTls>,
+}
+
+/// PEM files for TLS to Temporal, read when the process connects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemporalTls {
+    /// The CA that signed the server's certificate (else the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// This process's certificate and key, for mutual TLS: the server lets in only clients
+    /// its CA signed.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    /// The name the server's certificate must carry (else the address's host).
+    pub server_name: Option<String>,
 }
 
 impl Config {
@@ -72,6 +89,7 @@ impl std::fmt::Debug for Config {
             .field("grpc_addr", &self.grpc_addr)
             .field("http_addr", &self.http_addr)
             .field("public_base_url", &self.public_base_url)
+            .field("temporal_tls", &self.temporal_tls)
             .field(
                 "notify_webhook_url",
                 &self.notify_webhook_url.as_deref().map(redact_url),
@@ -219,6 +237,7 @@ impl Config {
                     }
                 },
             },
+            temporal_tls: temporal_tls(&get)?,
             temporal_grpc_gzip: match get("TEMPORAL_GRPC_COMPRESSION").as_deref() {
                 None | Some("" | "none") => false,
                 Some("gzip") => true,
@@ -233,11 +252,44 @@ impl Config {
     }
 }
 
+/// TLS to Temporal is on exactly when TEMPORAL_ADDRESS is `https://`; the PEM files refine it.
+fn temporal_tls(get: &impl Fn(&str) -> Option<String>) -> Result<Option<TemporalTls>, ConfigError> {
+    let file = |k: &str| get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let tls = TemporalTls {
+        ca_file: file("TEMPORAL_TLS_CA_FILE"),
+        client_cert_file: file("TEMPORAL_TLS_CERT_FILE"),
+        client_key_file: file("TEMPORAL_TLS_KEY_FILE"),
+        server_name: get("TEMPORAL_TLS_SERVER_NAME").filter(|v| !v.is_empty()),
+    };
+    if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
+        return Err(ConfigError::Invalid(
+            "TEMPORAL_TLS_CERT_FILE",
+            "a client certificate and its key (TEMPORAL_TLS_KEY_FILE) go together".into(),
+        ));
+    }
+    let https = get("TEMPORAL_ADDRESS").is_some_and(|a| a.starts_with("https://"));
+    match (https, tls == TemporalTls::default()) {
+        (true, _) => Ok(Some(tls)),
+        (false, true) => Ok(None),
+        (false, false) => Err(ConfigError::Invalid(
+            "TEMPORAL_ADDRESS",
+            "TEMPORAL_TLS_* is set: the address must be https://".into(),
+        )),
+    }
+}
+
 impl Config {
     /// The environment that configures a process exactly as `self` (the inverse of
     /// `from_lookup`): how a parent starts `starter serve` / `starter worker` children.
     pub fn to_env(&self) -> Vec<(&'static str, String)> {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let tls_path = |f: fn(&TemporalTls) -> &Option<PathBuf>| {
+            self.temporal_tls
+                .as_ref()
+                .and_then(|t| f(t).as_ref())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
         vec![
             (
                 "SELLWINDOW_ENV",
@@ -286,6 +338,16 @@ impl Config {
                 self.jwt_max_lifetime_secs.to_string(),
             ),
             ("RPC_DEADLINE_MS", self.rpc_deadline.as_millis().to_string()),
+            ("TEMPORAL_TLS_CA_FILE", tls_path(|t| &t.ca_file)),
+            ("TEMPORAL_TLS_CERT_FILE", tls_path(|t| &t.client_cert_file)),
+            ("TEMPORAL_TLS_KEY_FILE", tls_path(|t| &t.client_key_file)),
+            (
+                "TEMPORAL_TLS_SERVER_NAME",
+                self.temporal_tls
+                    .as_ref()
+                    .and_then(|t| t.server_name.clone())
+                    .unwrap_or_default(),
+            ),
             (
                 "TEMPORAL_GRPC_COMPRESSION",
                 if self.temporal_grpc_gzip {
@@ -404,6 +466,10 @@ mod tests {
             ("RPC_DEADLINE_MS", "2500"),
             ("LISTING_SWEEP_CHUNK", "7"),
             ("TEMPORAL_GRPC_COMPRESSION", "gzip"),
+            ("TEMPORAL_ADDRESS", "https://temporal.internal:7233"),
+            ("TEMPORAL_TLS_CA_FILE", "/etc/sellwindow/ca.pem"),
+            ("TEMPORAL_TLS_CERT_FILE", "/etc/sellwindow/client.pem"),
+            ("TEMPORAL_TLS_KEY_FILE", "/etc/sellwindow/client.key"),
         ])
         .unwrap();
         first.max_concurrent_calls = 12;
@@ -411,5 +477,23 @@ mod tests {
         let again = Config::from_lookup(|k| env.get(k).cloned()).unwrap();
         assert_eq!(format!("{first:?}"), format!("{again:?}"));
         assert_eq!(again.to_env(), first.to_env());
+    }
+
+    #[test]
+    fn tls_to_temporal_follows_the_address_scheme_and_takes_a_client_certificate_whole() {
+        assert_eq!(cfg(&[]).unwrap().temporal_tls, None);
+        let tls = cfg(&[("TEMPORAL_ADDRESS", "https://t:7233")]).unwrap();
+        assert_eq!(tls.temporal_tls, Some(TemporalTls::default()));
+        assert!(matches!(
+            cfg(&[("TEMPORAL_TLS_CA_FILE", "/ca.pem")]),
+            Err(ConfigError::Invalid("TEMPORAL_ADDRESS", _))
+        ));
+        assert!(matches!(
+            cfg(&[
+                ("TEMPORAL_ADDRESS", "https://t:7233"),
+                ("TEMPORAL_TLS_CERT_FILE", "/client.pem")
+            ]),
+            Err(ConfigError::Invalid("TEMPORAL_TLS_CERT_FILE", _))
+        ));
     }
 }
