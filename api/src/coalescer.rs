@@ -64,6 +64,13 @@ impl Coalescer {
             .unwrap_or_else(|_| Err(too_late("the reservation")))
     }
 
+    /// Whether the listing's queue is full: a reservation would be refused, so it is refused
+    /// before anything else is looked up (under a flood, refusals stay cheap and quick).
+    pub fn is_full(&self, workflow_id: &str) -> bool {
+        let lanes = self.lanes.lock().expect("lanes lock");
+        lanes.get(workflow_id).is_some_and(|lane| lane.is_full())
+    }
+
     fn lane(&self, workflow_id: &str) -> Lane {
         let mut lanes = self.lanes.lock().expect("lanes lock");
         drop_idle(&mut lanes);

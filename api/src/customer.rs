@@ -69,6 +69,12 @@ impl State {
                 DomainError::invalid("idempotency_key", "must be 1 to 128 characters").into(),
             );
         }
+        let workflow_id = listing_workflow_id(&sw, &p);
+        if self.coalescer.is_full(&workflow_id) {
+            return Err(ApiError::Overloaded(
+                "this listing has too many reservations waiting; retry shortly".into(),
+            ));
+        }
         let request_hash = reservation_hash(&sw, &p, qty);
         let first = self
             .metrics
@@ -102,7 +108,6 @@ impl State {
             }),
         };
         let at = now_ms();
-        let workflow_id = listing_workflow_id(&sw, &p);
         let reserved = self
             .metrics
             .timed(Stage::Coalesced, self.coalescer.reserve(&workflow_id, item));

@@ -98,6 +98,12 @@ impl<Q: Send + 'static, R: Send + 'static> Grouped<Q, R> {
         }
     }
 
+    /// Whether a call now would be refused for the queue's length (a cheap early answer for
+    /// callers about to do work before they call).
+    pub fn is_full(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) >= self.max_waiting
+    }
+
     /// Queues one request and waits for its own answer.
     pub async fn call(&self, request: Q) -> Result<R, ApiError> {
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
@@ -172,12 +178,14 @@ mod tests {
             held.push(tokio::spawn(async move { g.call(i).await }));
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        assert!(g.is_full());
         let refused = g.call(9).await.unwrap_err();
         assert!(matches!(refused, ApiError::Overloaded(_)), "{refused:?}");
         gate.add_permits(10);
         for (i, t) in held.into_iter().enumerate() {
             assert_eq!(t.await.unwrap().unwrap(), i as u32);
         }
+        assert!(!g.is_full());
         assert_eq!(g.call(4).await.unwrap(), 4);
     }
 }

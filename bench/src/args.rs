@@ -88,7 +88,7 @@ impl Args {
             ),
         };
         if ![
-            "reserve", "finalize", "listings", "endings", "overload", "smoke", "help",
+            "reserve", "finalize", "listings", "endings", "overload", "growth", "smoke", "help",
         ]
         .contains(&command.as_str())
         {

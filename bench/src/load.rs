@@ -97,11 +97,14 @@ pub struct LoadResult {
     pub total_seconds: f64,
     /// How fast refusals came back (every error answer, whole run).
     pub error_latency: LatencySummary,
+    /// The same for refusals answered inside the measured window only (as `latency` is).
+    pub error_latency_in_window: LatencySummary,
 }
 
 struct CustomerOutcome {
     lat: Latencies,
     error_lat: Latencies,
+    error_lat_window: Latencies,
     in_window: u64,
     ok_total: u64,
     errors: BTreeMap<String, u64>,
@@ -131,6 +134,7 @@ pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
                 let mut out = CustomerOutcome {
                     lat: Latencies::default(),
                     error_lat: Latencies::default(),
+                    error_lat_window: Latencies::default(),
                     in_window: 0,
                     ok_total: 0,
                     errors: BTreeMap::new(),
@@ -175,6 +179,9 @@ pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
                         }
                         Err(status) => {
                             out.error_lat.push(t1 - t0);
+                            if t1 >= warm_end && t1 <= end {
+                                out.error_lat_window.push(t1 - t0);
+                            }
                             if stop_after.is_some() {
                                 // The ticket was not used: give it back.
                                 succeeded.fetch_sub(1, Ordering::SeqCst);
@@ -206,6 +213,7 @@ pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
     let mut result = LoadResult::default();
     let mut lat = Latencies::default();
     let mut error_lat = Latencies::default();
+    let mut error_lat_window = Latencies::default();
     for t in tasks {
         let Ok(o) = t.await else {
             *result.errors.entry("TaskPanicked".into()).or_insert(0) += 1;
@@ -213,6 +221,7 @@ pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
         };
         lat.merge(o.lat);
         error_lat.merge(o.error_lat);
+        error_lat_window.merge(o.error_lat_window);
         result.reservations_in_window += o.in_window;
         result.reservations_ok_total += o.ok_total;
         for (code, n) in o.errors {
@@ -242,5 +251,6 @@ pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
     result.reservations_per_sec = result.reservations_in_window as f64 / result.window_seconds;
     result.latency = lat.summary();
     result.error_latency = error_lat.summary();
+    result.error_latency_in_window = error_lat_window.summary();
     result
 }

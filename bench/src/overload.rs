@@ -21,8 +21,10 @@ pub struct OverloadResult {
     pub reserved_per_sec: f64,
     /// Calls answered with an order, inside the measured window.
     pub answered: LatencySummary,
-    /// Calls refused (any error answer), whole run.
+    /// Calls refused (any error answer) inside the measured window, after the warm-up (as
+    /// for the answered calls), and over the whole run (the first burst of connections too).
     pub refused: LatencySummary,
+    pub refused_whole_run: LatencySummary,
     pub refused_by_code: BTreeMap<String, u64>,
     /// Peak resident memory of the API and worker processes (MiB).
     pub peak_rss_mib: BTreeMap<String, f64>,
@@ -77,19 +79,24 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         seconds,
         reserved_per_sec: result.reservations_per_sec,
         answered: result.latency.clone(),
-        refused: result.error_latency.clone(),
+        refused: result.error_latency_in_window.clone(),
+        refused_whole_run: result.error_latency.clone(),
         refused_by_code: result.errors.clone(),
         peak_rss_mib,
         cpu_cores,
     };
     println!(
-        "  reserved {:.0}/s · answered p50 {:.1} / p99 {:.1} ms · refused {} (p50 {:.1} / p99 {:.1} ms) {:?}",
+        "  reserved {:.0}/s · answered p50 {:.1} / p99 {:.1} ms · refused {} in the window (p50 {:.1} / p99 {:.1} / max {:.1} ms), {} in the whole run (p99 {:.1} / max {:.1} ms) {:?}",
         out.reserved_per_sec,
         out.answered.p50_ms,
         out.answered.p99_ms,
         out.refused.count,
         out.refused.p50_ms,
         out.refused.p99_ms,
+        out.refused.max_ms,
+        out.refused_whole_run.count,
+        out.refused_whole_run.p99_ms,
+        out.refused_whole_run.max_ms,
         out.refused_by_code
     );
     println!(

@@ -72,11 +72,15 @@ fn cpu_line(cpu: &BTreeMap<String, f64>) -> String {
         "everything else",
         "machine (all processes)",
     ];
-    order
+    // Named parts first in this order, then any others (e.g. `api-2` when several run).
+    let named = order
         .iter()
-        .filter_map(|k| cpu.get(*k).map(|v| format!("{k} {v:.2}")))
-        .collect::<Vec<_>>()
-        .join(" · ")
+        .filter_map(|k| cpu.get(*k).map(|v| format!("{k} {v:.2}")));
+    let others = cpu
+        .iter()
+        .filter(|(k, _)| !order.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k} {v:.2}"));
+    named.chain(others).collect::<Vec<_>>().join(" · ")
 }
 
 fn db_line(db: &Option<crate::pgstats::PgWork>) -> Option<String> {
