@@ -55,7 +55,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
     // Reserving ≥ 1,000/s, payment rows ≥ 2,000/s, callbacks ≥ 300/s, with room to spare.
     let slow = if cfg!(debug_assertions) { 3.0 } else { 1.0 };
     let work = n as f64 / 1000.0 + n as f64 / 2000.0 + paid as f64 / 300.0;
-    let margin = if args.smoke { 8.0 } else { 30.0 };
+    let margin = if args.smoke { 20.0 } else { 30.0 };
     let close_in = args.float("close-in", margin + slow * work * 1.5)?;
     println!(
         "\ngrowth: one listing to {n} orders from {customers} customers, marks {marks:?}, then confirm, pay {paid}, close (close_at in {close_in:.0} s)"
@@ -93,11 +93,12 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
             lat.p99_ms = lat.p99_ms.max(r.latency.p99_ms);
             rate = (rate.0 + r.reservations_ok_total, rate.1 + r.total_seconds);
             let runs = analyse_runs(stack, &l.workflow_id).await?;
-            // Before the last mark: keep going until this size has handed over once.
-            if last || runs.hand_overs.len() > before || reserved >= n {
+            // Before the last mark: keep going until this size has handed over once (not in
+            // the smoke run: a listing of a few hundred orders never hands over).
+            if last || args.smoke || runs.hand_overs.len() > before || reserved >= n {
                 break runs.hand_overs;
             }
-            step = (n / 100).clamp(1, 5_000).min(n - reserved);
+            step = (n / 100).clamp(1_000, 5_000).min(n - reserved);
         };
         let cost = sellwindow_api::history::cost(
             &stack.client,

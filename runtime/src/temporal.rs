@@ -7,11 +7,13 @@ use temporalio_client::{
     TlsOptions,
 };
 
-/// Connects a Temporal client, retrying for a while: the server may still be starting.
+/// Connects a Temporal client, retrying for a while: the server may still be starting. A
+/// TLS file that cannot be read fails at once.
 pub async fn connect_temporal(cfg: &Config) -> anyhow::Result<Client> {
+    let tls = cfg.temporal_tls.as_ref().map(tls_options).transpose()?;
     let mut last = None;
     for _ in 0..60 {
-        match connect_temporal_once(cfg).await {
+        match connect(cfg, tls.clone()).await {
             Ok(client) => return Ok(client),
             Err(e) => {
                 last = Some(e);
@@ -28,8 +30,12 @@ pub async fn connect_temporal(cfg: &Config) -> anyhow::Result<Client> {
 
 /// One attempt to connect a Temporal client (over TLS when configured).
 pub async fn connect_temporal_once(cfg: &Config) -> anyhow::Result<Client> {
-    let url: temporalio_client::Url = cfg.temporal_address.parse()?;
     let tls = cfg.temporal_tls.as_ref().map(tls_options).transpose()?;
+    connect(cfg, tls).await
+}
+
+async fn connect(cfg: &Config, tls: Option<TlsOptions>) -> anyhow::Result<Client> {
+    let url: temporalio_client::Url = cfg.temporal_address.parse()?;
     let opts = ConnectionOptions::new(url)
         .identity(format!("sellwindow@{}", std::process::id()))
         .maybe_tls_options(tls)

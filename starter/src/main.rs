@@ -1,4 +1,4 @@
-//! `starter`: the API process, plus local tools.
+//! `starter`: runs the API (the `sellwindow-api` crate), plus local tools.
 //!
 //! - `starter serve`: the gRPC API (:50051) and HTTP side (:8080).
 //! - `starter token --admin` / `starter token --customer ID`: mint a bearer token (local use).
