@@ -145,6 +145,56 @@ impl Unit {
         self.notes.push(n);
     }
 
+    /// Production starts: `production.scheduled`, the work order (READY, `qty` units) and its
+    /// steps (TODO) inserted idempotently by id, `production.started`, and the listing
+    /// IN_PRODUCTION. Both shapes of the listing close this way.
+    pub async fn start_production(
+        &mut self,
+        batch_id: &BatchId,
+        qty: u32,
+        work_order_id: &WorkOrderId,
+        steps: &[(StepId, String)],
+    ) -> Result<(), StoreError> {
+        self.event(
+            &format!("production.scheduled:{batch_id}"),
+            "production.scheduled",
+            None,
+            json!({"batchId": batch_id, "productionQty": qty}),
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO work_orders (id, batch_id, sell_window_id, product_id, product_qty, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'READY', $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(work_order_id.as_str())
+        .bind(batch_id.as_str())
+        .bind(self.listing.sell_window_id.as_str())
+        .bind(self.listing.product_id.as_str())
+        .bind(store::i(qty))
+        .bind(self.at.0)
+        .execute(&mut *self.tx)
+        .await?;
+        for (position, (step, name)) in steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO work_steps (id, work_order_id, position, name, status) VALUES ($1, $2, $3, $4, 'TODO') ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(step.as_str())
+            .bind(work_order_id.as_str())
+            .bind(position as i64 + 1)
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        self.event(
+            &format!("production.started:{work_order_id}"),
+            "production.started",
+            None,
+            json!({"batchId": batch_id, "workOrderId": work_order_id}),
+        )
+        .await?;
+        self.set_phase(Phase::InProduction).await
+    }
+
     pub async fn set_phase(&mut self, phase: Phase) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE product_sell_windows SET phase = $1 WHERE sell_window_id = $2 AND product_id = $3",

@@ -203,44 +203,8 @@ async fn finalized(
             work_order_id,
             steps,
         } => {
-            u.event(
-                &format!("production.scheduled:{batch_id}"),
-                "production.scheduled",
-                None,
-                json!({"batchId": batch_id, "productionQty": paid}),
-            )
-            .await?;
-            sqlx::query(
-                "INSERT INTO work_orders (id, batch_id, sell_window_id, product_id, product_qty, status, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'READY', $6) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(work_order_id.as_str())
-            .bind(batch_id.as_str())
-            .bind(sw)
-            .bind(p)
-            .bind(i(paid))
-            .bind(u.at().0)
-            .execute(&mut *u.tx)
-            .await?;
-            for (pos, (step, step_name)) in steps.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO work_steps (id, work_order_id, position, name, status) VALUES ($1, $2, $3, $4, 'TODO') ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(step.as_str())
-                .bind(work_order_id.as_str())
-                .bind(pos as i64 + 1)
-                .bind(step_name)
-                .execute(&mut *u.tx)
+            u.start_production(batch_id, paid, work_order_id, steps)
                 .await?;
-            }
-            u.event(
-                &format!("production.started:{work_order_id}"),
-                "production.started",
-                None,
-                json!({"batchId": batch_id, "workOrderId": work_order_id}),
-            )
-            .await?;
-            u.set_phase(Phase::InProduction).await?;
             u.note(Recipient::Admin, "admin", "production_started", work_order_id.as_str(), None,
                 format!("{name}: work order {work_order_id} created for {paid} units; production started."));
         }
