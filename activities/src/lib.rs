@@ -9,6 +9,7 @@ pub mod lists;
 pub mod notify;
 pub mod queries;
 pub mod store;
+pub mod timings;
 pub mod unit;
 
 pub use faults::Faults;

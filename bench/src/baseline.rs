@@ -1,6 +1,7 @@
 //! The bar to beat: the seed's own reserve step done raw on PostgreSQL. Per reservation one
 //! transaction: `SELECT … FROM sell_window_quota … FOR UPDATE`, `UPDATE … SET sold_qty =
-//! sold_qty + 1` (CLOSED at the cap, never past it), `INSERT INTO orders …`, commit. It runs on
+//! sold_qty + 1` (CLOSED at the cap, never past it), `INSERT INTO orders …`, commit, on one
+//! quota row (one hot listing) or on a row picked at random of N (N listings). It runs on
 //! a scratch database with the app's own schema (its migrations), driven by PostgreSQL's own
 //! `pgbench` (C, libpq, prepared statements: the strongest client there is) swept over client
 //! counts; the best level is the baseline. Without `pgbench` on the machine the same
@@ -30,6 +31,8 @@ pub struct BaselineLevel {
 #[derive(Debug, Serialize)]
 pub struct Baseline {
     pub database: String,
+    /// Quota rows the reservations spread over (at random): 1 for one hot listing.
+    pub rows: usize,
     pub levels: Vec<BaselineLevel>,
     pub best_clients: usize,
     pub best_per_sec: f64,
@@ -92,14 +95,20 @@ pub async fn drop_database(admin_url: &str, name: &str) {
     }
 }
 
-pub async fn run(admin_url: &str, clients: &[usize], seconds: f64) -> anyhow::Result<Baseline> {
+pub async fn run(
+    admin_url: &str,
+    clients: &[usize],
+    seconds: f64,
+    rows: usize,
+) -> anyhow::Result<Baseline> {
+    let rows = rows.max(1);
     let name = format!("sw_bench_{}", std::process::id());
     let url = create_database(admin_url, &name).await?;
     let with_pgbench = pgbench_available().await;
     let r = if with_pgbench {
-        pgbench_sweep(&url, clients, seconds).await
+        pgbench_sweep(&url, clients, seconds, rows).await
     } else {
-        sweep(&url, clients, seconds).await
+        sweep(&url, clients, seconds, rows).await
     };
     drop_database(admin_url, &name).await;
     let levels = r?;
@@ -113,13 +122,19 @@ pub async fn run(admin_url: &str, clients: &[usize], seconds: f64) -> anyhow::Re
         } else {
             "sqlx on PostgreSQL (no pgbench here; scratch database, the app's schema)".into()
         },
+        rows,
         best_clients: best.clients,
         best_per_sec: best.reservations_per_sec,
         levels,
     })
 }
 
-async fn sweep(url: &str, clients: &[usize], seconds: f64) -> anyhow::Result<Vec<BaselineLevel>> {
+async fn sweep(
+    url: &str,
+    clients: &[usize],
+    seconds: f64,
+    rows: usize,
+) -> anyhow::Result<Vec<BaselineLevel>> {
     // The app's own schema, by its own migrations.
     let store = sellwindow_activities::Store::connect(url).await?;
     store.pool().close().await;
@@ -131,11 +146,12 @@ async fn sweep(url: &str, clients: &[usize], seconds: f64) -> anyhow::Result<Vec
         .connect(url)
         .await?;
     println!(
-        "\nbaseline: the seed's reserve step raw on PostgreSQL (SELECT … FOR UPDATE, UPDATE, INSERT, COMMIT), {seconds} s per level"
+        "\nbaseline: the seed's reserve step raw on PostgreSQL (SELECT … FOR UPDATE, UPDATE, INSERT, COMMIT), {}, {seconds} s per level",
+        over(rows)
     );
     let mut levels = Vec::new();
     for &n in clients {
-        let level = one_level(&pool, n, seconds).await?;
+        let level = one_level(&pool, n, seconds, rows).await?;
         print_level(&level, "errors");
         levels.push(level);
     }
@@ -143,23 +159,55 @@ async fn sweep(url: &str, clients: &[usize], seconds: f64) -> anyhow::Result<Vec
     Ok(levels)
 }
 
-async fn one_level(pool: &PgPool, clients: usize, seconds: f64) -> anyhow::Result<BaselineLevel> {
-    let sw = format!("sw-baseline-{clients}");
-    let p = "prd-baseline";
+/// What the reservations spread over, in words.
+fn over(rows: usize) -> String {
+    match rows {
+        1 => "one quota row".to_string(),
+        n => format!("a quota row at random of {n}"),
+    }
+}
+
+/// The quota rows of one level: `{prefix}-1` … `{prefix}-{rows}`, of product `prd-baseline`.
+async fn quota_rows(pool: &PgPool, prefix: &str, rows: usize) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO sell_window_quota (sell_window_id, product_id, min_qty, max_qty, sold_qty, status) \
-         VALUES ($1, $2, 1, 1000000000, 0, 'OPEN')",
+         SELECT $1 || '-' || k, 'prd-baseline', 1, 1000000000, 0, 'OPEN' FROM generate_series(1, $2) AS k",
     )
-    .bind(&sw)
-    .bind(p)
+    .bind(prefix)
+    .bind(rows as i32)
     .execute(pool)
     .await?;
+    Ok(())
+}
+
+/// Whether every quota row of the level counts exactly the orders written under it.
+async fn consistent(pool: &PgPool, prefix: &str) -> anyhow::Result<bool> {
+    let (bad,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM sell_window_quota q \
+         WHERE q.sell_window_id LIKE $1 || '-%' \
+           AND q.sold_qty <> (SELECT COUNT(*) FROM orders o WHERE o.sell_window_id = q.sell_window_id)",
+    )
+    .bind(prefix)
+    .fetch_one(pool)
+    .await?;
+    Ok(bad == 0)
+}
+
+async fn one_level(
+    pool: &PgPool,
+    clients: usize,
+    seconds: f64,
+    rows: usize,
+) -> anyhow::Result<BaselineLevel> {
+    let prefix = format!("sw-baseline-{clients}");
+    let p = "prd-baseline";
+    quota_rows(pool, &prefix, rows).await?;
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for c in 0..clients {
         let pool = pool.clone();
-        let sw = sw.clone();
+        let prefix = prefix.clone();
         tasks.push(tokio::spawn(async move {
             let customer = format!("cus-baseline-{c}");
             let mut lat = Latencies::default();
@@ -172,6 +220,7 @@ async fn one_level(pool: &PgPool, clients: usize, seconds: f64) -> anyhow::Resul
                 }
                 seq += 1;
                 let id = format!("ord-b{clients}-{c}-{seq}");
+                let sw = format!("{prefix}-{}", (c + seq as usize) % rows + 1);
                 match reserve_once(&pool, &sw, p, &customer, &id).await {
                     Ok(true) => {
                         let t1 = Instant::now();
@@ -200,13 +249,7 @@ async fn one_level(pool: &PgPool, clients: usize, seconds: f64) -> anyhow::Resul
         errors += e;
     }
     let elapsed = seconds;
-    let (sold, orders): (i64, i64) = sqlx::query_as(
-        "SELECT q.sold_qty, (SELECT COUNT(*) FROM orders o WHERE o.sell_window_id = q.sell_window_id) \
-         FROM sell_window_quota q WHERE q.sell_window_id = $1",
-    )
-    .bind(&sw)
-    .fetch_one(pool)
-    .await?;
+    let consistent = consistent(pool, &prefix).await?;
     let s = lat.summary();
     Ok(BaselineLevel {
         clients,
@@ -217,7 +260,7 @@ async fn one_level(pool: &PgPool, clients: usize, seconds: f64) -> anyhow::Resul
         p95_ms: s.p95_ms,
         p99_ms: s.p99_ms,
         errors,
-        consistent: sold == orders,
+        consistent,
     })
 }
 
@@ -279,15 +322,18 @@ async fn pgbench_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The seed's reserve transaction as a pgbench script, on the quota row of `sw`.
-fn pgbench_script(sw: &str) -> String {
+/// The seed's reserve transaction as a pgbench script, on a quota row of `{prefix}-1` …
+/// `{prefix}-{rows}` picked at random per transaction.
+fn pgbench_script(prefix: &str, rows: usize) -> String {
+    let sw = format!("'{prefix}-' || :k::int");
     format!(
-        "BEGIN;\n\
-         SELECT max_qty, sold_qty, status FROM sell_window_quota WHERE sell_window_id = '{sw}' AND product_id = 'prd-baseline' FOR UPDATE;\n\
+        "\\set k random(1, {rows})\n\
+         BEGIN;\n\
+         SELECT max_qty, sold_qty, status FROM sell_window_quota WHERE sell_window_id = {sw} AND product_id = 'prd-baseline' FOR UPDATE;\n\
          UPDATE sell_window_quota SET sold_qty = sold_qty + 1, status = CASE WHEN sold_qty + 1 >= max_qty THEN 'CLOSED' ELSE status END \
-         WHERE sell_window_id = '{sw}' AND product_id = 'prd-baseline' AND status = 'OPEN' AND sold_qty + 1 <= max_qty;\n\
+         WHERE sell_window_id = {sw} AND product_id = 'prd-baseline' AND status = 'OPEN' AND sold_qty + 1 <= max_qty;\n\
          INSERT INTO orders (id, sell_window_id, product_id, customer_id, qty, currency, amount_minor, status, created_at, updated_at) \
-         VALUES ('ord-pg-' || gen_random_uuid(), '{sw}', 'prd-baseline', 'cus-pg-' || :client_id, 1, 'TWD', 45000, 'RESERVED', 0, 0);\n\
+         VALUES ('ord-pg-' || gen_random_uuid(), {sw}, 'prd-baseline', 'cus-pg-' || :client_id, 1, 'TWD', 45000, 'RESERVED', 0, 0);\n\
          COMMIT;\n"
     )
 }
@@ -296,40 +342,40 @@ async fn pgbench_sweep(
     url: &str,
     clients: &[usize],
     seconds: f64,
+    rows: usize,
 ) -> anyhow::Result<Vec<BaselineLevel>> {
+    // The app's own schema, by its own migrations.
     let store = sellwindow_activities::Store::connect(url).await?;
+    store.pool().close().await;
+    let pool = PgPoolOptions::new().max_connections(2).connect(url).await?;
     println!(
-        "\nbaseline: pgbench running the seed's reserve step (SELECT … FOR UPDATE, UPDATE, INSERT, COMMIT), {seconds} s per level"
+        "\nbaseline: pgbench running the seed's reserve step (SELECT … FOR UPDATE, UPDATE, INSERT, COMMIT), {}, {seconds} s per level",
+        over(rows)
     );
     let mut levels = Vec::new();
     for &n in clients {
-        let level = pgbench_level(&store, url, n, seconds).await?;
+        let level = pgbench_level(&pool, url, n, seconds, rows).await?;
         print_level(&level, "failed transactions");
         levels.push(level);
     }
-    store.pool().close().await;
+    pool.close().await;
     Ok(levels)
 }
 
 async fn pgbench_level(
-    store: &sellwindow_activities::Store,
+    pool: &PgPool,
     url: &str,
     clients: usize,
     seconds: f64,
+    rows: usize,
 ) -> anyhow::Result<BaselineLevel> {
-    let sw = format!("sw-pgbench-{clients}");
-    sqlx::query(
-        "INSERT INTO sell_window_quota (sell_window_id, product_id, min_qty, max_qty, sold_qty, status) \
-         VALUES ($1, 'prd-baseline', 1, 1000000000, 0, 'OPEN')",
-    )
-    .bind(&sw)
-    .execute(store.pool())
-    .await?;
+    let prefix = format!("sw-pgbench-{clients}");
+    quota_rows(pool, &prefix, rows).await?;
     let dir = std::env::temp_dir().join(format!("sw-pgbench-{}-{clients}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let script = dir.join("reserve.sql");
-    std::fs::write(&script, pgbench_script(&sw))?;
+    std::fs::write(&script, pgbench_script(&prefix, rows))?;
     let out = tokio::process::Command::new("pgbench")
         .args(["-n", "-M", "prepared", "-l"])
         .arg(format!("--log-prefix={}", dir.join("tx").display()))
@@ -374,13 +420,7 @@ async fn pgbench_level(
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let (sold, orders): (i64, i64) = sqlx::query_as(
-        "SELECT q.sold_qty, (SELECT COUNT(*) FROM orders o WHERE o.sell_window_id = q.sell_window_id) \
-         FROM sell_window_quota q WHERE q.sell_window_id = $1",
-    )
-    .bind(&sw)
-    .fetch_one(store.pool())
-    .await?;
+    let consistent = consistent(pool, &prefix).await?;
     let s = lat.summary();
     Ok(BaselineLevel {
         clients,
@@ -391,7 +431,7 @@ async fn pgbench_level(
         p95_ms: s.p95_ms,
         p99_ms: s.p99_ms,
         errors: failed,
-        consistent: sold == orders,
+        consistent,
     })
 }
 

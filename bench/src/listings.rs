@@ -1,6 +1,8 @@
 //! `bench listings`: many hot listings at once (each its own workflow and its own lane of
 //! coalesced updates) against one listing carrying the same number of customers, so the total
-//! reservations/s shows how the system scales with listings rather than with customers.
+//! reservations/s shows how the system scales with listings rather than with customers; and the
+//! most listings against the baseline's best over as many quota rows (`pgbench`, a row at random
+//! per transaction), the raw row lock with the same spread of contention.
 
 use crate::args::Args;
 use crate::cpu;
@@ -34,10 +36,21 @@ pub struct ListingsResult {
     pub growth: Option<f64>,
     /// Total reservations/s with N listings over 1 listing carrying all their customers.
     pub speedup: Option<f64>,
+    /// Total reservations/s with N listings over the baseline's best over N quota rows.
+    pub ratio_to_baseline: Option<f64>,
+}
+
+fn counts(args: &Args) -> anyhow::Result<Vec<usize>> {
+    args.list("listings", if args.smoke { &[4] } else { &[50] })
+}
+
+/// The most listings this run drives at once (the baseline spreads over as many quota rows).
+pub fn most(args: &Args) -> anyhow::Result<usize> {
+    Ok(counts(args)?.into_iter().max().unwrap_or(1))
 }
 
 pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Result<()> {
-    let mut counts = args.list("listings", if args.smoke { &[4] } else { &[50] })?;
+    let mut counts = counts(args)?;
     let per = args.int("customers-per-listing", if args.smoke { 4 } else { 8 })? as usize;
     let seconds = args.float("seconds", if args.smoke { 2.0 } else { 10.0 })?;
     let warmup = args.float("warmup", if args.smoke { 0.5 } else { 1.0 })?;
@@ -125,10 +138,15 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
     };
     let growth = ratio(rate(many, per), rate(1, per));
     let speedup = ratio(rate(many, per), rate(1, total));
+    let ratio_to_baseline = match (rate(many, per), &report.baseline) {
+        (Some(r), Some(b)) if b.best_per_sec > 0.0 && b.rows == many => Some(r / b.best_per_sec),
+        _ => None,
+    };
     let result = ListingsResult {
         rows,
         growth,
         speedup,
+        ratio_to_baseline,
     };
     report::print_listings(&result);
     report.listings = Some(result);

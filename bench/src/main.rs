@@ -115,7 +115,8 @@ async fn run(args: Args) -> anyhow::Result<Report> {
     );
 
     // The baseline runs before anything else is started, so nothing competes with it.
-    if args.command == "reserve" || args.command == "smoke" {
+    // `listings` compares with the same transaction spread over as many quota rows as listings.
+    if ["reserve", "listings", "smoke"].contains(&args.command.as_str()) {
         if args.flag("no-baseline") {
             println!("baseline: skipped (--no-baseline)");
         } else if !pg_up {
@@ -132,7 +133,11 @@ async fn run(args: Args) -> anyhow::Result<Report> {
                 if args.smoke { &[2, 8] } else { &[2, 8, 32, 64] },
             )?;
             let secs = args.float("baseline-seconds", if args.smoke { 1.0 } else { 4.0 })?;
-            let b = baseline::run(&pg, &clients, secs)
+            let rows = match args.command.as_str() {
+                "listings" => listings::most(&args)?,
+                _ => 1,
+            };
+            let b = baseline::run(&pg, &clients, secs, rows)
                 .await
                 .context("baseline")?;
             report::print_baseline(&b);

@@ -148,6 +148,14 @@ pub fn print_reserve_level(l: &ReserveLevel) {
             .collect();
         println!("        API mean ms: {}", stages.join(" · "));
     }
+    if !l.worker_writes.is_empty() {
+        let writes: Vec<String> = l
+            .worker_writes
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.1}"))
+            .collect();
+        println!("        worker writes, mean ms: {}", writes.join(" · "));
+    }
     for g in &l.hand_overs {
         println!(
             "        hand-over: reservations turned away {:.0} ms (drain and save {:.0}, to the new run {:.0}, take over {:.0})",
@@ -303,5 +311,8 @@ pub fn print_listings(l: &ListingsResult) {
     }
     if let Some(s) = l.speedup {
         println!("most listings / 1 listing carrying all their customers: {s:.2}×");
+    }
+    if let Some(b) = l.ratio_to_baseline {
+        println!("most listings / the baseline's best over as many quota rows: {b:.2}×");
     }
 }

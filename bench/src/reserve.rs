@@ -135,6 +135,8 @@ pub struct ReserveLevel {
     pub tasks: TaskProfile,
     /// Mean milliseconds of each step of a reservation in the API (`update` is per update).
     pub api_stages: std::collections::BTreeMap<String, f64>,
+    /// The worker's mean ms per kind of write, and `orders_per_record`.
+    pub worker_writes: std::collections::BTreeMap<String, f64>,
     /// Peak resident memory of the API and worker processes so far (MiB), when they run as
     /// processes.
     pub peak_rss_mib: std::collections::BTreeMap<String, f64>,
@@ -226,6 +228,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         let targets = targets(&windows);
         let clients = stack.connections(n, per_conn).await?;
         let m0 = stack.api_metrics().await;
+        let w0 = stack.worker_metrics().await;
         let spec = LoadSpec {
             targets: targets.clone(),
             customers_per_target: n,
@@ -240,6 +243,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         let cpu_cores = sampler.finish().await;
         let db = pgstats::after(&stack.store, pg0, load.reservations_ok_total).await;
         let m1 = stack.api_metrics().await;
+        let w1 = stack.worker_metrics().await;
         let what = format!("reserve {n} customers");
         let checks = checked(stack, &targets, &load, &what, report).await?;
         let check = checks.into_iter().next().unwrap_or_default();
@@ -247,6 +251,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         let retries = metric_delta(&m0, &m1, "sellwindow_reserve_update_retries_total");
         let runs = analyse_runs(stack, &check.workflow_id).await?;
         let api_stages = stage_means(&m0, &m1);
+        let worker_writes = write_means(&w0, &w1);
         let level = ReserveLevel {
             customers: n,
             connections: clients.len(),
@@ -267,6 +272,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
             hand_overs: runs.hand_overs,
             tasks: runs.tasks,
             api_stages,
+            worker_writes,
             peak_rss_mib: stack.peak_rss_mib(),
         };
         report::print_reserve_level(&level);
@@ -281,18 +287,47 @@ pub fn stage_means(
     a: &std::collections::BTreeMap<String, f64>,
     b: &std::collections::BTreeMap<String, f64>,
 ) -> std::collections::BTreeMap<String, f64> {
+    summary_means(a, b, "sellwindow_reserve_stage_seconds", "stage")
+}
+
+/// The worker's mean time per kind of write over the level (ms), and the orders per
+/// reservation write (`orders_per_record`).
+pub fn write_means(
+    a: &std::collections::BTreeMap<String, f64>,
+    b: &std::collections::BTreeMap<String, f64>,
+) -> std::collections::BTreeMap<String, f64> {
+    let mut out = summary_means(a, b, "sellwindow_worker_write_seconds", "write");
+    let records = metric_delta(
+        a,
+        b,
+        "sellwindow_worker_write_seconds_count{write=\"record_orders\"}",
+    );
+    let orders = metric_delta(a, b, "sellwindow_worker_orders_recorded_total");
+    if records > 0 {
+        out.insert("orders_per_record".into(), orders as f64 / records as f64);
+    }
+    out
+}
+
+/// Mean milliseconds per label value of a Prometheus summary `{name}_sum{{label="…"}}` /
+/// `{name}_count{{label="…"}}` between two scrapes.
+fn summary_means(
+    a: &std::collections::BTreeMap<String, f64>,
+    b: &std::collections::BTreeMap<String, f64>,
+    name: &str,
+    label: &str,
+) -> std::collections::BTreeMap<String, f64> {
     let delta = |k: &str| b.get(k).copied().unwrap_or(0.0) - a.get(k).copied().unwrap_or(0.0);
     let mut out = std::collections::BTreeMap::new();
+    let prefix = format!("{name}_sum{{{label}=\"");
     for key in b.keys() {
         let Some(stage) = key
-            .strip_prefix("sellwindow_reserve_stage_seconds_sum{stage=\"")
+            .strip_prefix(&prefix)
             .and_then(|r| r.strip_suffix("\"}"))
         else {
             continue;
         };
-        let n = delta(&format!(
-            "sellwindow_reserve_stage_seconds_count{{stage=\"{stage}\"}}"
-        ));
+        let n = delta(&format!("{name}_count{{{label}=\"{stage}\"}}"));
         if n > 0.0 {
             out.insert(stage.to_string(), delta(key) * 1e3 / n);
         }

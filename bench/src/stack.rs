@@ -111,6 +111,8 @@ impl Stack {
             jwt_audience: None,
             jwt_max_lifetime_secs: 30 * 24 * 3600,
             temporal_tls: None,
+            // The worker's write times, read for where a reservation's time goes.
+            worker_metrics_addr: Some(format!("127.0.0.1:{}", free_port()).parse()?),
         };
         let store = Store::connect(&cfg.database_url)
             .await
@@ -361,23 +363,21 @@ impl Stack {
         Ok(windows)
     }
 
-    /// The API's Prometheus counters (`name value` lines).
     /// The API processes' Prometheus figures, summed over the processes (counters and
     /// sum/count pairs, which is all the bench reads).
     pub async fn api_metrics(&self) -> std::collections::BTreeMap<String, f64> {
         let mut m = std::collections::BTreeMap::new();
         for api in &self.api {
-            let Ok(r) = reqwest::get(format!("{}/metrics", api.http_base)).await else {
-                continue;
-            };
-            let Ok(text) = r.text().await else { continue };
-            for line in text.lines().filter(|l| !l.starts_with('#')) {
-                if let Some((k, v)) = line.rsplit_once(' ')
-                    && let Ok(v) = v.trim().parse::<f64>()
-                {
-                    *m.entry(k.trim().to_string()).or_insert(0.0) += v;
-                }
-            }
+            scrape(&format!("{}/metrics", api.http_base), &mut m).await;
+        }
+        m
+    }
+
+    /// The worker's Prometheus figures (its writes' times).
+    pub async fn worker_metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut m = std::collections::BTreeMap::new();
+        if let Some(addr) = self.cfg.worker_metrics_addr {
+            scrape(&format!("http://{addr}/metrics"), &mut m).await;
         }
         m
     }
@@ -422,6 +422,21 @@ impl Stack {
             AppDb::Sqlite { dir } => {
                 let _ = std::fs::remove_dir_all(dir);
             }
+        }
+    }
+}
+
+/// Adds the `name value` lines at `url` into `into` (nothing when it does not answer).
+async fn scrape(url: &str, into: &mut std::collections::BTreeMap<String, f64>) {
+    let Ok(r) = reqwest::get(url).await else {
+        return;
+    };
+    let Ok(text) = r.text().await else { return };
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        if let Some((k, v)) = line.rsplit_once(' ')
+            && let Ok(v) = v.trim().parse::<f64>()
+        {
+            *into.entry(k.trim().to_string()).or_insert(0.0) += v;
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct Config {
     /// TLS to the Temporal frontend (an `https://` TEMPORAL_ADDRESS); mutual when a client
     /// certificate is given.
     pub temporal_tls: Option<TemporalTls>,
+    /// When set, the worker serves its own figures (how long its writes take) as Prometheus
+    /// text at `GET /metrics` on this address.
+    pub worker_metrics_addr: Option<SocketAddr>,
 }
 
 /// PEM files for TLS to Temporal, read when the process connects.
@@ -90,6 +93,7 @@ impl std::fmt::Debug for Config {
             .field("http_addr", &self.http_addr)
             .field("public_base_url", &self.public_base_url)
             .field("temporal_tls", &self.temporal_tls)
+            .field("worker_metrics_addr", &self.worker_metrics_addr)
             .field(
                 "notify_webhook_url",
                 &self.notify_webhook_url.as_deref().map(redact_url),
@@ -238,6 +242,12 @@ impl Config {
                 },
             },
             temporal_tls: temporal_tls(&get)?,
+            worker_metrics_addr: match get("WORKER_METRICS_ADDR").filter(|v| !v.is_empty()) {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|e: std::net::AddrParseError| {
+                    ConfigError::Invalid("WORKER_METRICS_ADDR", e.to_string())
+                })?),
+            },
             temporal_grpc_gzip: match get("TEMPORAL_GRPC_COMPRESSION").as_deref() {
                 None | Some("" | "none") => false,
                 Some("gzip") => true,
@@ -346,6 +356,12 @@ impl Config {
                 self.temporal_tls
                     .as_ref()
                     .and_then(|t| t.server_name.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "WORKER_METRICS_ADDR",
+                self.worker_metrics_addr
+                    .map(|a| a.to_string())
                     .unwrap_or_default(),
             ),
             (

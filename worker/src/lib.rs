@@ -5,6 +5,7 @@ use sellwindow_activities::ListingActivities;
 use sellwindow_activities::notify::{
     NotificationSink, Redelivered, Redelivery, WebhookSink, redeliver_pending,
 };
+use sellwindow_activities::timings::WriteTimes;
 use sellwindow_activities::{Faults, LogSink, SellWindowActivities, Store};
 use sellwindow_domain::UnixMillis;
 use sellwindow_runtime::{Config, connect_temporal};
@@ -21,6 +22,7 @@ pub fn sink(cfg: &Config) -> Arc<dyn NotificationSink> {
     }
 }
 
+/// The worker, and the times of its writes.
 pub fn build_worker(
     runtime: &Runtime,
     client: Client,
@@ -28,19 +30,20 @@ pub fn build_worker(
     sink: Arc<dyn NotificationSink>,
     cfg: &Config,
     faults: Arc<Faults>,
-) -> anyhow::Result<Worker> {
+) -> anyhow::Result<(Worker, Arc<WriteTimes>)> {
     // Listings that started on the first shape finish on it.
     let first_shape =
         SellWindowActivities::new(store.clone(), sink.clone(), cfg.public_base_url.clone())
             .with_faults(faults.clone());
     let listing = ListingActivities::new(store, sink, cfg.public_base_url.clone(), faults);
+    let times = listing.times();
     let options = WorkerOptions::new(cfg.task_queue.clone())
         .register_workflow::<ListingWorkflow>()?
         .register_workflow::<SellWindowWorkflow>()?
         .register_activities(listing)
         .register_activities(first_shape)
         .build();
-    Ok(Worker::new(runtime, client, options)?)
+    Ok((Worker::new(runtime, client, options)?, times))
 }
 
 /// Runs a worker until `shutdown` resolves.
@@ -61,7 +64,15 @@ pub async fn run_with_faults(
     let client = connect_temporal(&cfg).await?;
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let sink = sink(&cfg);
-    let mut worker = build_worker(&runtime, client, store.clone(), sink.clone(), &cfg, faults)?;
+    let (mut worker, times) =
+        build_worker(&runtime, client, store.clone(), sink.clone(), &cfg, faults)?;
+    let metrics = match cfg.worker_metrics_addr {
+        Some(addr) => Some(tokio::spawn(serve_metrics(
+            tokio::net::TcpListener::bind(addr).await?,
+            times,
+        ))),
+        None => None,
+    };
     // Whatever a sink could not deliver is tried again (claimed by one worker at a time, with
     // growing pauses, dead after its last attempt); looked at every 30 s.
     let redelivery = tokio::spawn(async move {
@@ -91,6 +102,36 @@ pub async fn run_with_faults(
         }
     }
     redelivery.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Answers every request on `listener` with the worker's figures as Prometheus text. The
+/// worker has no other HTTP to serve, so this is plain HTTP/1.1, one request per connection.
+async fn serve_metrics(listener: tokio::net::TcpListener, times: Arc<WriteTimes>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tracing::info!(addr = ?listener.local_addr().ok(), "worker metrics at /metrics");
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let times = times.clone();
+        tokio::spawn(async move {
+            // The request itself does not matter: whatever is asked, the figures are the answer.
+            let mut buf = [0u8; 1024];
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(2), conn.read(&mut buf)).await;
+            let body = times.render();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes()).await;
+            let _ = conn.write_all(body.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        });
+    }
 }

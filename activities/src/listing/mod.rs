@@ -15,7 +15,8 @@ mod sweep;
 pub mod texts;
 
 use crate::notify::NotificationSink;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use crate::timings::{WriteKind, WriteTimes};
 use crate::unit::fail;
 use sellwindow_domain::Figures;
 use sellwindow_workflows::listing::contract::{
@@ -32,6 +33,7 @@ pub struct ListingActivities {
     /// Base of the pay links sent to customers, e.g. `http://127.0.0.1:8080`.
     public_base_url: String,
     faults: Arc<crate::Faults>,
+    times: Arc<WriteTimes>,
 }
 
 impl ListingActivities {
@@ -46,7 +48,25 @@ impl ListingActivities {
             sink,
             public_base_url: public_base_url.trim_end_matches('/').to_string(),
             faults,
+            times: Arc::default(),
         }
+    }
+
+    /// How long this worker's writes took (served at the worker's `/metrics`).
+    pub fn times(&self) -> Arc<WriteTimes> {
+        self.times.clone()
+    }
+
+    /// Runs one write, adding its time to [`WriteTimes`].
+    async fn timed<T>(
+        &self,
+        kind: WriteKind,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ActivityError> {
+        let started = std::time::Instant::now();
+        let r = write.await;
+        self.times.add(kind, started, r.is_ok());
+        r.map_err(fail)
     }
 }
 
@@ -59,7 +79,9 @@ impl ListingActivities {
         w: RecordOrders,
     ) -> Result<Recorded, ActivityError> {
         self.faults.before_reservation_write().await;
-        self.record_orders_tx(&w).await.map_err(fail)
+        self.times.orders(w.orders.len());
+        self.timed(WriteKind::RecordOrders, self.record_orders_tx(&w))
+            .await
     }
 
     #[activity(definition = defs::VoidOrders)]
@@ -68,7 +90,8 @@ impl ListingActivities {
         _ctx: ActivityContext,
         w: VoidOrders,
     ) -> Result<Figures, ActivityError> {
-        self.void_orders_tx(&w).await.map_err(fail)
+        self.timed(WriteKind::VoidOrders, self.void_orders_tx(&w))
+            .await
     }
 
     #[activity(definition = defs::ApplyPayments)]
@@ -77,7 +100,8 @@ impl ListingActivities {
         _ctx: ActivityContext,
         w: ApplyPayments,
     ) -> Result<Figures, ActivityError> {
-        self.apply_payments_tx(&w).await.map_err(fail)
+        self.timed(WriteKind::ApplyPayments, self.apply_payments_tx(&w))
+            .await
     }
 
     #[activity(definition = defs::ApplyInbox)]
@@ -86,7 +110,8 @@ impl ListingActivities {
         _ctx: ActivityContext,
         w: ApplyInbox,
     ) -> Result<Inboxed, ActivityError> {
-        self.apply_inbox_tx(&w).await.map_err(fail)
+        self.timed(WriteKind::ApplyInbox, self.apply_inbox_tx(&w))
+            .await
     }
 
     #[activity(definition = defs::ChangeOrder)]
@@ -95,7 +120,8 @@ impl ListingActivities {
         _ctx: ActivityContext,
         w: ChangeOrder,
     ) -> Result<OrderChanged, ActivityError> {
-        self.change_order_tx(&w).await.map_err(fail)
+        self.timed(WriteKind::ChangeOrder, self.change_order_tx(&w))
+            .await
     }
 
     #[activity(definition = defs::Sweep)]
@@ -104,7 +130,7 @@ impl ListingActivities {
         _ctx: ActivityContext,
         w: SweepChunk,
     ) -> Result<Swept, ActivityError> {
-        self.sweep_tx(&w).await.map_err(fail)
+        self.timed(WriteKind::Sweep, self.sweep_tx(&w)).await
     }
 
     #[activity(definition = defs::Milestone)]
@@ -113,6 +139,7 @@ impl ListingActivities {
         _ctx: ActivityContext,
         w: Milestone,
     ) -> Result<(), ActivityError> {
-        self.milestone_tx(&w).await.map_err(fail)
+        self.timed(WriteKind::Milestone, self.milestone_tx(&w))
+            .await
     }
 }

@@ -59,8 +59,16 @@ impl ListingActivities {
             u.commit(&self.store, &self.sink).await?;
             return Ok(answer);
         }
-        let ids: Vec<&OrderId> = w.orders.iter().map(|o| &o.order_id).collect();
-        let existing = rows::orders_by_id(&mut u, &w.listing, &ids).await?;
+        // Almost every write brings only new orders: they are inserted at once, and only when
+        // one is there already (a retry, a write done again, a void) are they read first.
+        let all_new = w.per_customer_limit.is_none() && insert_all_new(&mut u, w).await?;
+        let existing = match all_new {
+            true => BTreeMap::new(),
+            false => {
+                let ids: Vec<&OrderId> = w.orders.iter().map(|o| &o.order_id).collect();
+                rows::orders_by_id(&mut u, &w.listing, &ids).await?
+            }
+        };
         let known: Vec<&OrderId> = existing.keys().collect();
         let attempts = by_order(rows::attempts_of(&mut u, &known).await?);
         let mut held = holdings(&mut u, w).await?;
@@ -104,7 +112,9 @@ impl ListingActivities {
             .copied()
             .filter(|o| !existing.contains_key(&o.order_id))
             .collect();
-        insert_orders(&mut write.u, w, &fresh).await?;
+        if !all_new {
+            insert_orders(&mut write.u, w, &fresh, false).await?;
+        }
         let mut payments = BTreeMap::new();
         for o in &written {
             let row = OrderRow {
@@ -308,18 +318,39 @@ async fn holdings(u: &mut Unit, w: &RecordOrders) -> Result<BTreeMap<CustomerId,
     Ok(held)
 }
 
+/// Inserts every order of the write if none is there yet (`true`); otherwise inserts none
+/// (`false`), and the write reads the ones there first.
+async fn insert_all_new(u: &mut Unit, w: &RecordOrders) -> Result<bool, StoreError> {
+    sqlx::query("SAVEPOINT all_new").execute(&mut *u.tx).await?;
+    let orders: Vec<&NewOrder> = w.orders.iter().collect();
+    let inserted = insert_orders(u, w, &orders, true).await?;
+    let all = inserted == orders.len() as u64;
+    if !all {
+        sqlx::query("ROLLBACK TO SAVEPOINT all_new")
+            .execute(&mut *u.tx)
+            .await?;
+    }
+    sqlx::query("RELEASE SAVEPOINT all_new")
+        .execute(&mut *u.tx)
+        .await?;
+    Ok(all)
+}
+
+/// Inserts `orders`; `skip_present`: one already there is left as it is (and not counted).
+/// Returns how many were inserted.
 async fn insert_orders(
     u: &mut Unit,
     w: &RecordOrders,
     orders: &[&NewOrder],
-) -> Result<(), StoreError> {
+    skip_present: bool,
+) -> Result<u64, StoreError> {
     if orders.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let j = JsonRows(u.backend);
     let sql = format!(
         "INSERT INTO orders (id, sell_window_id, product_id, customer_id, qty, currency, amount_minor, status, payment_due_at, created_at, updated_at) \
-         SELECT {}, $2, $3, {}, {}, {}, {}, {}, {}, CAST($4 AS BIGINT), CAST($4 AS BIGINT) {}",
+         SELECT {}, $2, $3, {}, {}, {}, {}, {}, {}, CAST($4 AS BIGINT), CAST($4 AS BIGINT) {}{}",
         j.text("id"),
         j.text("c"),
         j.int("q"),
@@ -328,6 +359,11 @@ async fn insert_orders(
         j.text("st"),
         j.int("due"),
         j.from(1),
+        if skip_present {
+            " ON CONFLICT (id) DO NOTHING"
+        } else {
+            ""
+        },
     );
     let rows: Vec<serde_json::Value> = orders
         .iter()
@@ -339,14 +375,14 @@ async fn insert_orders(
             })
         })
         .collect();
-    sqlx::query(&sql)
+    let done = sqlx::query(&sql)
         .bind(serde_json::Value::Array(rows).to_string())
         .bind(w.listing.sell_window_id.as_str())
         .bind(w.listing.product_id.as_str())
         .bind(w.at.0)
         .execute(&mut *u.tx)
         .await?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
 /// The aggregator's one announcement: the first time the reserved quantity reaches the

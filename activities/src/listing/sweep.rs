@@ -118,7 +118,8 @@ async fn ship(write: &mut Write<'_>, o: &rows::OrderRow) -> Result<(), StoreErro
 /// The earliest payment deadline still pending in the listing.
 async fn next_due(u: &mut Unit, listing: &ListingKey) -> Result<Option<UnixMillis>, StoreError> {
     let due: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(payment_due_at) FROM orders WHERE sell_window_id = $1 AND product_id = $2 AND status = 'PAYMENT_REQUESTED'",
+        "SELECT MIN(payment_due_at) FROM orders WHERE sell_window_id = $1 AND product_id = $2 AND status = 'PAYMENT_REQUESTED' \
+         AND payment_due_at IS NOT NULL",
     )
     .bind(listing.sell_window_id.as_str())
     .bind(listing.product_id.as_str())

@@ -591,6 +591,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         jwt_audience: None,
         jwt_max_lifetime_secs: 30 * 24 * 3600,
         temporal_tls: None,
+        worker_metrics_addr: None,
     };
     let store = Store::connect(&cfg.database_url).await.expect("database");
     let client = sellwindow_runtime::connect_temporal(&cfg)
