@@ -236,8 +236,11 @@ fn no_worker() -> AppOptions {
     AppOptions {
         no_in_process_worker: true,
         // Calls made while no worker runs wait for the next one (a real client would retry
-        // on DEADLINE_EXCEEDED; these tests are about what survives the restart).
-        rpc_deadline: Some(Duration::from_secs(60)),
+        // on DEADLINE_EXCEEDED; these tests are about what survives the restart). An activity
+        // lost with its worker runs again only after its 60 s start-to-close timeout, so a
+        // call waits longer than that (with 60 s, a kill that landed during a sweep chunk made
+        // the confirm answer "still in progress" instead of its count).
+        rpc_deadline: Some(Duration::from_secs(120)),
         ..AppOptions::default()
     }
 }
@@ -370,7 +373,7 @@ async fn a_worker_killed_while_the_confirm_opens_payments_reruns_them_without_du
     let killed_at = Instant::now();
     let payments_at_kill = rows_of(&app, "payments", &w).await;
     let mut worker = Proc::worker(&app);
-    let confirmed = tokio::time::timeout(Duration::from_secs(100), pending)
+    let confirmed = tokio::time::timeout(Duration::from_secs(150), pending)
         .await
         .unwrap_or_else(|_| panic!("confirm never completed: {}", worker.log_tail(30)))
         .unwrap();
