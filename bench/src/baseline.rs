@@ -135,16 +135,8 @@ async fn sweep(
     seconds: f64,
     rows: usize,
 ) -> anyhow::Result<Vec<BaselineLevel>> {
-    // The app's own schema, by its own migrations.
-    let store = sellwindow_activities::Store::connect(url).await?;
-    store.pool().close().await;
-    let max = clients.iter().copied().max().unwrap_or(1);
-    let pool = PgPoolOptions::new()
-        .max_connections(max as u32)
-        .min_connections(max as u32)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect(url)
-        .await?;
+    let max = clients.iter().copied().max().unwrap_or(1) as u32;
+    let pool = scratch_pool(url, max).await?;
     println!(
         "\nbaseline: the seed's reserve step raw on PostgreSQL (SELECT … FOR UPDATE, UPDATE, INSERT, COMMIT), {}, {seconds} s per level",
         over(rows)
@@ -157,6 +149,19 @@ async fn sweep(
     }
     pool.close().await;
     Ok(levels)
+}
+
+/// The scratch database given the app's own schema (by its own migrations), and a pool of
+/// `connections` to it.
+async fn scratch_pool(url: &str, connections: u32) -> anyhow::Result<PgPool> {
+    let store = sellwindow_activities::Store::connect(url).await?;
+    store.pool().close().await;
+    Ok(PgPoolOptions::new()
+        .max_connections(connections)
+        .min_connections(connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(url)
+        .await?)
 }
 
 /// What the reservations spread over, in words.
@@ -344,10 +349,7 @@ async fn pgbench_sweep(
     seconds: f64,
     rows: usize,
 ) -> anyhow::Result<Vec<BaselineLevel>> {
-    // The app's own schema, by its own migrations.
-    let store = sellwindow_activities::Store::connect(url).await?;
-    store.pool().close().await;
-    let pool = PgPoolOptions::new().max_connections(2).connect(url).await?;
+    let pool = scratch_pool(url, 2).await?;
     println!(
         "\nbaseline: pgbench running the seed's reserve step (SELECT … FOR UPDATE, UPDATE, INSERT, COMMIT), {}, {seconds} s per level",
         over(rows)

@@ -113,6 +113,15 @@ pub fn print_baseline(b: &Baseline) {
     );
 }
 
+/// `label: name value · name value …`, unless there is nothing to show.
+fn means_line(label: &str, means: &BTreeMap<String, f64>) {
+    if means.is_empty() {
+        return;
+    }
+    let parts: Vec<String> = means.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+    println!("        {label}: {}", parts.join(" · "));
+}
+
 pub fn print_reserve_level(l: &ReserveLevel) {
     println!(
         "  {:>4} customers on {} API(s): {:>7.0} reservations/s  p50 {:.1} / p95 {:.1} / p99 {:.1} ms  · {} orders, {} updates ({:.1} per update, {} retried) · history {} events, {:.1} MB at most per run, in {} run(s) · errors {}",
@@ -140,22 +149,8 @@ pub fn print_reserve_level(l: &ReserveLevel) {
         "        workflow tasks: {} ({:.1} updates each) · waiting for the worker {:.1} ms · running {:.1} ms · to the next task {:.1} ms",
         t.workflow_tasks, t.updates_per_task, t.mean_wait_ms, t.mean_run_ms, t.mean_gap_ms
     );
-    if !l.api_stages.is_empty() {
-        let stages: Vec<String> = l
-            .api_stages
-            .iter()
-            .map(|(k, v)| format!("{k} {v:.1}"))
-            .collect();
-        println!("        API mean ms: {}", stages.join(" · "));
-    }
-    if !l.worker_writes.is_empty() {
-        let writes: Vec<String> = l
-            .worker_writes
-            .iter()
-            .map(|(k, v)| format!("{k} {v:.1}"))
-            .collect();
-        println!("        worker writes, mean ms: {}", writes.join(" · "));
-    }
+    means_line("API mean ms", &l.api_stages);
+    means_line("worker writes, mean ms", &l.worker_writes);
     for g in &l.hand_overs {
         println!(
             "        hand-over: reservations turned away {:.0} ms (drain and save {:.0}, to the new run {:.0}, take over {:.0})",

@@ -107,12 +107,12 @@ impl ListingActivities {
             replies.push(Recording::New { payment_id: None });
             written.push(o);
         }
-        let fresh: Vec<&NewOrder> = written
-            .iter()
-            .copied()
-            .filter(|o| !existing.contains_key(&o.order_id))
-            .collect();
         if !all_new {
+            let fresh: Vec<&NewOrder> = written
+                .iter()
+                .copied()
+                .filter(|o| !existing.contains_key(&o.order_id))
+                .collect();
             insert_orders(&mut write.u, w, &fresh, false).await?;
         }
         let mut payments = BTreeMap::new();
