@@ -12,6 +12,7 @@ use crate::metrics::{Metrics, Stage};
 use crate::updates::{HAND_OVER_POLL, retry_hand_over, too_late};
 use sellwindow_domain::{Reservation, Reservations, ReserveItem, ReserveOutcome};
 use sellwindow_workflows::ListingWorkflow;
+use sellwindow_workflows::payload::Json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -138,12 +139,12 @@ async fn send_batch(
         Metrics::inc(&metrics.reserve_updates);
         let update = handle.execute_update(
             ListingWorkflow::reserve_v2,
-            batch.clone(),
+            Json(batch.clone()),
             WorkflowExecuteUpdateOptions::default(),
         );
         let r = metrics.timed(Stage::Update, update).await;
         match r {
-            Ok(answers) if answers.replies.len() == expected => {
+            Ok(Json(answers)) if answers.replies.len() == expected => {
                 return Ok(answers
                     .replies
                     .into_iter()
@@ -151,7 +152,7 @@ async fn send_batch(
                     .map(|(reply, item)| reply.outcome(item, &answers.unit_price))
                     .collect());
             }
-            Ok(answers) => {
+            Ok(Json(answers)) => {
                 return Err(ApiError::Internal(format!(
                     "workflow answered {} of {expected} reservations",
                     answers.replies.len()

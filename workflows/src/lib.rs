@@ -6,6 +6,7 @@
 pub mod legacy;
 pub mod listing;
 pub mod machine;
+pub mod payload;
 pub mod rejection;
 
 pub use legacy::{CONTINUE_AS_NEW_AFTER, ListingStart, SEARCH_ATTRIBUTES, SellWindowWorkflow};

@@ -23,6 +23,7 @@ use sellwindow_workflows::listing::contract::{
     ApplyInbox, ApplyPayments, ChangeOrder, Inboxed, Milestone, OrderChanged, RecordOrders,
     Recorded, SweepChunk, Swept, VoidOrders, defs,
 };
+use sellwindow_workflows::payload::Json;
 use std::sync::Arc;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -76,12 +77,14 @@ impl ListingActivities {
     pub async fn record_orders(
         self: Arc<Self>,
         _ctx: ActivityContext,
-        w: RecordOrders,
-    ) -> Result<Recorded, ActivityError> {
+        w: Json<RecordOrders>,
+    ) -> Result<Json<Recorded>, ActivityError> {
+        let Json(w) = w;
         self.faults.before_reservation_write().await;
         self.times.orders(w.orders.len());
         self.timed(WriteKind::RecordOrders, self.record_orders_tx(&w))
             .await
+            .map(Json)
     }
 
     #[activity(definition = defs::VoidOrders)]

@@ -6,6 +6,7 @@
 //! inputs stay out of history, which records only their (small) answers.
 
 use crate::machine::{FinalOutcome, OrderRefusal, SweepKind};
+use crate::payload::Json;
 use sellwindow_domain::*;
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activity_definitions;
@@ -169,7 +170,7 @@ pub struct ListingActivities;
 #[activity_definitions]
 impl ListingActivities {
     #[activity]
-    pub fn record_orders(w: RecordOrders) -> Result<Recorded, ActivityError> {
+    pub fn record_orders(w: Json<RecordOrders>) -> Result<Json<Recorded>, ActivityError> {
         unimplemented!()
     }
     #[activity]

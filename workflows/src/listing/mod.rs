@@ -17,6 +17,7 @@ pub mod story;
 pub mod writers;
 
 use crate::machine::{Decided, Listing, ListingRefusal, SweepKind};
+use crate::payload::Json;
 use crate::rejection::{HandlerError, refuse, refuse_order};
 use contract::{MilestoneKind, OrderChange, OrderChanged};
 use lanes::Lane;
@@ -158,7 +159,7 @@ impl ListingWorkflow {
     fn validate_reserve_v2(
         &self,
         _ctx: &WorkflowContextView,
-        batch: &Reservations,
+        Json(batch): &Json<Reservations>,
     ) -> Result<(), HandlerError> {
         self.admits()?;
         if batch.items.is_empty() {
@@ -177,8 +178,9 @@ impl ListingWorkflow {
     #[update]
     pub async fn reserve_v2(
         ctx: &mut WorkflowContext<Self>,
-        batch: Reservations,
-    ) -> Result<ReserveReplies, HandlerError> {
+        batch: Json<Reservations>,
+    ) -> Result<Json<ReserveReplies>, HandlerError> {
+        let Json(batch) = batch;
         let ctx: &WorkflowContext<Self> = ctx;
         let t = now(ctx);
         let (items, decided, ticket) = ctx.state_mut(|s| {
@@ -212,10 +214,10 @@ impl ListingWorkflow {
         let (phase, unit_price) =
             ctx.state(|s| (s.listing.phase, s.listing.spec.unit_price.clone()));
         let outcomes = replies::answers(&items, &decided, recorded, phase);
-        Ok(ReserveReplies {
+        Ok(Json(ReserveReplies {
             unit_price,
             replies: outcomes.into_iter().map(ReserveReply::from).collect(),
-        })
+        }))
     }
 
     #[update_validator(confirm)]

@@ -10,6 +10,7 @@ use super::contract::{
 };
 use super::lanes::Ticket;
 use crate::machine::SweepKind;
+use crate::payload::Json;
 use sellwindow_domain::*;
 use std::time::{Duration, UNIX_EPOCH};
 use temporalio_common::RetryPolicy;
@@ -184,10 +185,10 @@ async fn record(ctx: &WorkflowContext<ListingWorkflow>, jobs: Vec<(Ticket, Reser
         per_customer_limit: limit,
     };
     let written = ctx
-        .execute_local_activity(Acts::record_orders, w, record_opts())
+        .execute_local_activity(Acts::record_orders, Json(w), record_opts())
         .await;
     let written = match written {
-        Ok(recorded) => recorded,
+        Ok(Json(recorded)) => recorded,
         Err(e) => return give_up(ctx, jobs, &orders, e).await,
     };
     ctx.state_mut(|s| {
