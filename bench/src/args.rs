@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 
 pub const USAGE: &str = "\
 usage:
-  bench reserve  [--customers 64,256,512] [--seconds 20] [--warmup 1]
+  bench reserve  [--customers 64,256,512] [--seconds 20] [--warmup 1] [--repeat 1]
                  [--baseline-clients 2,8,32,64] [--baseline-seconds 4] [--no-baseline]
+                 --repeat N runs each level N times, each on a fresh listing, and reports
+                 the median with the lowest and highest (one run varies by ±10% here)
   bench finalize [--orders 10000] [--customers 256] [--paid-percent 90] [--close-in SECS]
   bench listings [--listings 50] [--customers-per-listing 8] [--seconds 10] [--warmup 1]
   bench endings  [--orders 100000]   every ending of a listing that size, timed and checked

@@ -1,7 +1,7 @@
 //! `bench`: measures the reserve path of sellwindow against the seed's own design, in one run.
 //!
 //! ```text
-//! bench reserve  [--customers 64,256,512] [--seconds 20] [--warmup 1]
+//! bench reserve  [--customers 64,256,512] [--seconds 20] [--warmup 1] [--repeat 1]
 //!                [--baseline-clients 2,8,32,64] [--baseline-seconds 4] [--no-baseline]
 //! bench finalize [--orders 10000] [--customers 256] [--paid-percent 90] [--close-in SECS]
 //! bench listings [--listings 50] [--customers-per-listing 8] [--seconds 10] [--warmup 1]

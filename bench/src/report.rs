@@ -184,6 +184,7 @@ pub fn print_reserve_table(r: &Report) {
             if l.check.oversold { "YES" } else { "none" },
         );
     }
+    print_reserve_medians(r);
     match &r.baseline {
         Some(b) => println!(
             "baseline (the seed's row-lock reserve, raw PostgreSQL): best {:.0}/s at {} clients; levels {}",
@@ -216,6 +217,50 @@ pub fn print_reserve_table(r: &Report) {
             "not everywhere (or did not answer)"
         }
     );
+}
+
+/// With `--repeat`: each level's median run, with the lowest and highest.
+fn print_reserve_medians(r: &Report) {
+    let mut levels: Vec<usize> = r.reserve.iter().map(|l| l.customers).collect();
+    levels.dedup();
+    for n in levels {
+        let runs: Vec<&ReserveLevel> = r.reserve.iter().filter(|l| l.customers == n).collect();
+        if runs.len() < 2 {
+            continue;
+        }
+        let per_sec = sorted(runs.iter().map(|l| l.load.reservations_per_sec));
+        let p99 = sorted(runs.iter().map(|l| l.load.latency.p99_ms));
+        let ratio = sorted(runs.iter().filter_map(|l| l.ratio_to_baseline));
+        println!(
+            "{n} customers, median of {} runs: {:.0} reservations/s ({:.0}–{:.0}){}, p99 {:.1} ms ({:.1}–{:.1})",
+            runs.len(),
+            median(&per_sec),
+            per_sec[0],
+            per_sec[per_sec.len() - 1],
+            match ratio.is_empty() {
+                true => String::new(),
+                false => format!(", {:.2}× baseline best", median(&ratio)),
+            },
+            median(&p99),
+            p99[0],
+            p99[p99.len() - 1],
+        );
+    }
+}
+
+fn sorted(xs: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut v: Vec<f64> = xs.collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(sorted: &[f64]) -> f64 {
+    let m = sorted.len() / 2;
+    match sorted.len() % 2 {
+        0 => (sorted[m - 1] + sorted[m]) / 2.0,
+        _ => sorted[m],
+    }
 }
 
 pub fn print_finalize(f: &FinalizeResult) {

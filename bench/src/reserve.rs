@@ -112,6 +112,8 @@ pub fn targets(windows: &[pb::SellWindow]) -> Vec<Target> {
 #[derive(Debug, Serialize)]
 pub struct ReserveLevel {
     pub customers: usize,
+    /// Which run of the level this is (0-based; `--repeat` runs each level more than once).
+    pub repeat: usize,
     pub connections: usize,
     /// API processes the connections were spread over.
     pub apis: usize,
@@ -211,10 +213,15 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
     let warmup = args.float("warmup", if args.smoke { 0.5 } else { 1.0 })?;
     let cap = args.int("cap", 1_000_000)? as u32;
     let per_conn = args.int("clients-per-connection", 1)? as usize;
+    let repeat = args.int("repeat", 1)?.max(1) as usize;
+    let runs: Vec<(usize, usize)> = levels
+        .iter()
+        .flat_map(|&n| (0..repeat).map(move |k| (n, k)))
+        .collect();
     println!(
         "\nreserve: one hot listing per level (cap {cap}), {warmup} s warm-up + {seconds} s measured, through gRPC with tokens and idempotency keys"
     );
-    for (i, &n) in levels.iter().enumerate() {
+    for (i, &(n, k)) in runs.iter().enumerate() {
         let windows = stack
             .listings(
                 1,
@@ -254,6 +261,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         let worker_writes = write_means(&w0, &w1);
         let level = ReserveLevel {
             customers: n,
+            repeat: k,
             connections: clients.len(),
             apis: stack.api_count(),
             ratio_to_baseline: report
