@@ -13,6 +13,7 @@ use temporalio_common::data_converters::{
     TemporalDeserializable,
 };
 use temporalio_common::protos::temporal::api::common::v1::Payload;
+use temporalio_common::protos::{ENCODING_PAYLOAD_KEY, JSON_ENCODING_VAL};
 
 /// `T` as a payload, encoded as `T` is and decoded without an intermediate tree.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,9 +43,13 @@ impl<T: DeserializeOwned> TemporalDeserializable for Json<T> {
 }
 
 fn decode<T: DeserializeOwned>(payload: Payload) -> Result<Json<T>, PayloadConversionError> {
-    let bytes: &[u8] = match payload.metadata.get("encoding").map(Vec::as_slice) {
-        Some(b"json/plain") => &payload.data,
-        // How the SDK encodes a value whose JSON is `null`.
+    let encoding = payload
+        .metadata
+        .get(ENCODING_PAYLOAD_KEY)
+        .map(Vec::as_slice);
+    let bytes: &[u8] = match encoding {
+        Some(e) if e == JSON_ENCODING_VAL.as_bytes() => &payload.data,
+        // How the SDK encodes a value whose JSON is `null` (its constant is private).
         Some(b"binary/null") => b"null",
         _ => return Err(PayloadConversionError::WrongEncoding),
     };
