@@ -97,8 +97,10 @@ pub fn listing(l: &ListingRow, live: Option<&ListingFigures>) -> pb::Listing {
         payment_window: Some(dur(l.payment_window_ms)),
         per_customer_limit: l.per_customer_limit.unwrap_or(0),
         min_paid_policy: policy(l.min_paid_policy),
+        figures_source: "DATABASE".into(),
     };
     if let Some(f) = live {
+        out.figures_source = "WORKFLOW".into();
         out.quota_status = f.quota_status.to_string();
         out.sold_qty = f.sold_qty;
         out.reserved_qty = f.reserved_qty;

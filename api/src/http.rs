@@ -221,21 +221,26 @@ async fn callback(AxState(s): AxState<Arc<State>>, headers: HeaderMap, body: Byt
         Err(ApiError::NotFound(_)) => {
             // The listing finished (past its settling period): nothing can apply this payment
             // any more. Tell the admin to refund it by hand, and the provider to stop.
-            let _ = s
+            let message = format!(
+                "Payment {} for order {} ({}) arrived after its sell window had closed: refund it manually.",
+                result.payment_id, result.order_id, payment.amount
+            );
+            let alert = (result.outcome == PaymentOutcome::Succeeded).then_some((
+                &result.order_id,
+                &result.payment_id,
+                message.as_str(),
+            ));
+            let note = "the listing had finished: not applied";
+            if let Err(e) = s
                 .store
-                .mark_callback_signalled(&result.event_id, now_ms())
-                .await;
-            if result.outcome == PaymentOutcome::Succeeded {
+                .flag_callback(&result.event_id, note, alert, now_ms())
+                .await
+            {
+                tracing::warn!(error = %e, "late callback not recorded");
+                return reply(StatusCode::SERVICE_UNAVAILABLE, "try again");
+            }
+            if alert.is_some() {
                 tracing::error!(payment = %result.payment_id, "payment after the listing closed: refund it manually");
-                let _ = s.store.notify_admin(
-                    "manual_refund_needed",
-                    &format!("manual-refund:{}", result.payment_id),
-                    &format!(
-                        "Payment {} for order {} ({}) arrived after its sell window had closed: refund it manually.",
-                        result.payment_id, result.order_id, payment.amount
-                    ),
-                    now_ms(),
-                ).await;
             }
             return reject(
                 StatusCode::CONFLICT,

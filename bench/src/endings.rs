@@ -246,22 +246,20 @@ pub(crate) async fn check(
             "endings/{name}: figures disagree or oversold: {c:?}"
         ));
     }
-    let unbalanced: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM (SELECT o.id FROM orders o LEFT JOIN payments p ON p.order_id = o.id \
-         WHERE o.sell_window_id = $1 AND o.product_id = $2 GROUP BY o.id, o.status, o.amount_minor \
-         HAVING COALESCE(SUM(CASE WHEN p.charged_at IS NOT NULL THEN p.amount_minor ELSE 0 END), 0) \
-              - COALESCE(SUM(CASE WHEN p.refunded_at IS NOT NULL THEN p.amount_minor ELSE 0 END), 0) \
-              <> CASE WHEN o.status = 'PAID' THEN o.amount_minor ELSE 0 END \
-             OR SUM(CASE WHEN p.refunded_at IS NOT NULL AND p.charged_at IS NULL THEN 1 ELSE 0 END) > 0) AS x",
+    // The books against the provider's ledger of what the bench sent.
+    let scope = sellwindow_testkit::books::Scope::Listing {
+        sell_window_id: l.sw.clone(),
+        product_id: l.p.clone(),
+    };
+    let books = sellwindow_testkit::books::check(
+        stack.store.pool(),
+        &stack.provider.ledger,
+        &scope,
+        Duration::from_secs(120),
     )
-    .bind(&l.sw)
-    .bind(&l.p)
-    .fetch_one(stack.store.pool())
-    .await?;
-    if unbalanced > 0 {
-        report.fail(format!(
-            "endings/{name}: {unbalanced} orders' books do not balance"
-        ));
+    .await;
+    if let Err(e) = books {
+        report.fail(format!("endings/{name}: the books do not balance: {e}"));
     }
     let notes: Vec<(String, i64)> = sqlx::query_as(
         "SELECT kind, COUNT(*) FROM notifications WHERE sell_window_id = $1 AND product_id = $2 GROUP BY kind",

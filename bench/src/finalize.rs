@@ -284,7 +284,9 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         &p,
     )
     .await? as u64;
-    if work_order_qty.is_some_and(|q| q as u64 != paid_orders) {
+    // Paid orders make a work order of exactly their units; none paid, none.
+    let expected_work_order = (paid_orders > 0).then_some(paid_orders as i64);
+    if work_order_qty != expected_work_order {
         report.fail(format!(
             "finalize: the work order is for {work_order_qty:?} units but {paid_orders} orders are paid"
         ));
@@ -341,14 +343,11 @@ pub async fn pay_all(
     payments: &[(String, String)],
     close_at: i64,
 ) -> BTreeMap<String, u64> {
-    let url = format!("{}/payments/callback", stack.admin().http_base);
-    let secret = stack.cfg.callback_secret.clone();
-    let http = reqwest::Client::new();
     let owned: Vec<(String, String)> = payments.to_vec();
     let queue = std::sync::Arc::new(tokio::sync::Mutex::new(owned.into_iter().enumerate()));
     let mut tasks = Vec::new();
     for _ in 0..64 {
-        let (queue, http, url, secret) = (queue.clone(), http.clone(), url.clone(), secret.clone());
+        let (queue, provider) = (queue.clone(), stack.provider.clone());
         tasks.push(tokio::spawn(async move {
             let mut out: BTreeMap<String, u64> = BTreeMap::new();
             loop {
@@ -359,26 +358,14 @@ pub async fn pay_all(
                     *out.entry("not sent (close_at)".into()).or_insert(0) += 1;
                     continue;
                 }
-                let t = now_ms() / 1000;
-                let body = serde_json::json!({
-                    "event_id": format!("evt-bench-{payment_id}"),
-                    "payment_id": payment_id,
-                    "order_id": order_id,
-                    "outcome": "succeeded",
-                    "error": null,
-                    "occurred_at": t,
-                });
-                let raw = serde_json::to_vec(&body).expect("json");
-                let sig = sellwindow_api::signature::sign(&secret, t, &raw);
-                let status = http
-                    .post(&url)
-                    .header("x-signature", sig)
-                    .header("content-type", "application/json")
-                    .body(raw)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16().to_string())
-                    .unwrap_or_else(|e| format!("error: {e}"));
+                let event = format!("evt-bench-{payment_id}");
+                let status = provider
+                    .report(&payment_id, &order_id, "succeeded", &event)
+                    .await;
+                let status = match status {
+                    0 => "error: unreachable".to_string(),
+                    s => s.to_string(),
+                };
                 *out.entry(status).or_insert(0) += 1;
             }
             out

@@ -92,7 +92,8 @@ pub async fn check_listing(stack: &Stack, t: &Target) -> anyhow::Result<ListingC
         run_events,
         run_bytes,
         oversold: sold > cap || held > cap,
-        consistent: sold == held && workflow_sold.is_none_or(|w| w == sold),
+        // The workflow must answer, and agree.
+        consistent: sold == held && workflow_sold == Some(sold),
     })
 }
 

@@ -33,6 +33,9 @@ pub struct Stack {
     pub client: temporalio_client::Client,
     /// Connections to the API: customers share them, `clients_per_connection` each.
     pub api: Vec<ApiClient>,
+    /// The payment provider the bench plays (signed callbacks), with its ledger of what it sent:
+    /// the books are checked against it.
+    pub provider: sellwindow_testkit::Provider,
     pub temporal_pid: Option<u32>,
     temporal: Child,
     /// The API and the worker when they run as processes.
@@ -169,6 +172,7 @@ impl Stack {
                 kind.as_str()
             );
             return Ok(Self {
+                provider: provider_of(&api[0], &cfg),
                 cfg,
                 store,
                 client,
@@ -233,6 +237,7 @@ impl Stack {
             kind.as_str()
         );
         Ok(Self {
+            provider: provider_of(&api[0], &cfg),
             cfg,
             store,
             client,
@@ -452,4 +457,10 @@ fn api_config(cfg: &Config, index: usize) -> anyhow::Result<Config> {
     api.http_addr = format!("127.0.0.1:{http_port}").parse()?;
     api.public_base_url = format!("http://127.0.0.1:{http_port}");
     Ok(api)
+}
+
+/// The provider posting signed callbacks to the API `api` reaches.
+fn provider_of(api: &ApiClient, cfg: &Config) -> sellwindow_testkit::Provider {
+    let url = format!("{}/payments/callback", api.http_base);
+    sellwindow_testkit::Provider::new(url, cfg.callback_secret.clone())
 }

@@ -2,6 +2,7 @@
 //! payment provider (signed callbacks). The demo, the tests and the bench drive the system
 //! through it.
 
+use crate::provider::Provider;
 use sellwindow_api::auth::Auth;
 use sellwindow_api::pb::{
     self, admin_service_client::AdminServiceClient, customer_service_client::CustomerServiceClient,
@@ -16,9 +17,9 @@ pub struct ApiClient {
     pub grpc_url: String,
     pub http_base: String,
     auth: Auth,
-    /// The payment provider's signing secret, to play a provider whose report arrives after
-    /// the shop stopped offering the payment (the sandbox only acts on open payments).
-    provider_secret: Option<String>,
+    /// The payment provider, to play one whose report arrives after the shop stopped offering
+    /// the payment (the sandbox only acts on open payments); it keeps a ledger of its reports.
+    provider: Option<Provider>,
 }
 
 impl ApiClient {
@@ -29,14 +30,26 @@ impl ApiClient {
             grpc_url: grpc.to_string(),
             http_base: http_base.trim_end_matches('/').to_string(),
             auth: Auth::new(jwt_secret),
-            provider_secret: None,
+            provider: None,
         })
     }
 
     /// Signs provider reports with `secret` (the API's `PAYMENT_CALLBACK_SECRET`).
     pub fn with_provider_secret(mut self, secret: &str) -> Self {
-        self.provider_secret = Some(secret.to_string());
+        let url = format!("{}/payments/callback", self.http_base);
+        self.provider = Some(Provider::new(url, secret));
         self
+    }
+
+    /// Plays `provider` (its ledger records what this client reports).
+    pub fn with_provider(mut self, provider: Provider) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// The provider this client plays, if any.
+    pub fn provider(&self) -> Option<&Provider> {
+        self.provider.as_ref()
     }
 
     /// Sends a signed provider callback for a payment, as its provider would, whatever the
@@ -47,29 +60,14 @@ impl ApiClient {
         order_id: &str,
         outcome: &str,
     ) -> anyhow::Result<()> {
-        let secret = self
-            .provider_secret
-            .as_deref()
+        let provider = self
+            .provider
+            .as_ref()
             .ok_or_else(|| anyhow::anyhow!("no provider secret (with_provider_secret)"))?;
         let t = sellwindow_api::convert::now_ms().0 / 1000;
-        let body = serde_json::to_vec(&serde_json::json!({
-            "event_id": format!("demo-{payment_id}-{outcome}-{t}"),
-            "payment_id": payment_id,
-            "order_id": order_id,
-            "outcome": outcome,
-            "occurred_at": t,
-        }))?;
-        let r = reqwest::Client::new()
-            .post(format!("{}/payments/callback", self.http_base))
-            .header("content-type", "application/json")
-            .header(
-                "x-signature",
-                sellwindow_api::signature::sign(secret, t, &body),
-            )
-            .body(body)
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().is_success(), "callback answered {}", r.status());
+        let event = format!("demo-{payment_id}-{outcome}-{t}");
+        let status = provider.report(payment_id, order_id, outcome, &event).await;
+        anyhow::ensure!((200..300).contains(&status), "callback answered {status}");
         Ok(())
     }
 

@@ -2,7 +2,10 @@
 //! customer or the payment provider, and the demo's scenarios played through it. The `starter`
 //! tool, the end-to-end tests and the bench use it; the API itself does not.
 
+pub mod books;
 pub mod client;
 pub mod demo;
+pub mod provider;
 
 pub use client::ApiClient;
+pub use provider::{Ledger, Provider, ProviderEvent};

@@ -46,14 +46,15 @@ impl Store {
         let mut tx = self.begin().await?;
         let note = format!("amount mismatch: reported {said}, expected {expected}");
         let new = sqlx::query(
-            "INSERT INTO payment_callbacks (event_id, payment_id, outcome, received_at, signalled_at, note) \
-             VALUES ($1, $2, $3, $4, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO payment_callbacks (event_id, payment_id, outcome, received_at, signalled_at, note, order_id) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(&r.event_id)
         .bind(r.payment_id.as_str())
         .bind(r.outcome.as_str())
         .bind(at.0)
         .bind(&note)
+        .bind(r.order_id.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -100,6 +101,48 @@ impl Store {
         .await?)
     }
 
+    /// Marks a verified callback as handed over but not counted, saying why (its listing had
+    /// finished), with the admin's alert to settle it by hand in the same transaction: a
+    /// provider's retry after a failure finds neither, and tries both again.
+    pub async fn flag_callback(
+        &self,
+        event_id: &str,
+        note: &str,
+        alert: Option<(&OrderId, &PaymentId, &str)>,
+        at: UnixMillis,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE payment_callbacks SET signalled_at = COALESCE(signalled_at, $1), note = $2 WHERE event_id = $3")
+            .bind(at.0)
+            .bind(note)
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some((order, payment, message)) = alert {
+            let n = store::Notification {
+                id: format!(
+                    "ntf-{}",
+                    digest(&[
+                        "manual_refund_needed",
+                        "admin",
+                        &format!("manual-refund:{payment}")
+                    ])
+                ),
+                recipient: store::Recipient::Admin,
+                recipient_id: "admin".into(),
+                kind: "manual_refund_needed".into(),
+                sell_window_id: None,
+                product_id: None,
+                order_id: Some(order.clone()),
+                message: message.into(),
+                created_at: at,
+            };
+            store::save_notification(&mut tx, &n).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn mark_callback_signalled(&self, event_id: &str, at: UnixMillis) -> StoreResult<()> {
         sqlx::query("UPDATE payment_callbacks SET signalled_at = $1 WHERE event_id = $2 AND signalled_at IS NULL")
             .bind(at.0)
@@ -125,30 +168,5 @@ impl Store {
         .fetch_one(self.pool())
         .await?;
         Ok((u(&r, "sold_qty")?, u(&r, "max_qty")?, u(&r, "held")?))
-    }
-
-    /// A notification for the admin from the API itself (idempotent by `about`).
-    pub async fn notify_admin(
-        &self,
-        kind: &str,
-        about: &str,
-        message: &str,
-        at: UnixMillis,
-    ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let n = store::Notification {
-            id: format!("ntf-{}", digest(&[kind, "admin", about])),
-            recipient: store::Recipient::Admin,
-            recipient_id: "admin".into(),
-            kind: kind.into(),
-            sell_window_id: None,
-            product_id: None,
-            order_id: None,
-            message: message.into(),
-            created_at: at,
-        };
-        store::save_notification(&mut tx, &n).await?;
-        tx.commit().await?;
-        Ok(())
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::helpers::{TestApp, spawn_app};
 use sellwindow_api::pb;
-use sellwindow_domain::{ProductId, SellWindowId};
+use sellwindow_domain::SellWindowId;
 use sellwindow_testkit::ApiClient;
 use std::time::Duration;
 use tonic::Code;
@@ -65,21 +65,22 @@ async fn wait_status(app: &TestApp, order: &str, status: &str) -> pb::Order {
     );
 }
 
+/// The listing's figures once its workflow agrees with its rows.
 async fn counters(app: &TestApp, w: &pb::SellWindow) -> (u32, u32, u32, String) {
-    let l = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
-    (l.sold_qty, l.reserved_qty, l.paid_qty, l.quota_status)
+    let l = app.listing_agrees(w).await;
+    (
+        l.sold_qty,
+        l.reserved_qty,
+        l.paid_qty,
+        l.quota_status.to_string(),
+    )
 }
 
+/// The listing's rows agree with each other and with its workflow (asked itself), and the
+/// books balance against the provider's ledger.
 async fn db_agrees(app: &TestApp, w: &pb::SellWindow) {
-    let sw = SellWindowId::parse(w.id.clone()).unwrap();
-    let p = ProductId::parse(w.listings[0].product_id.clone()).unwrap();
-    let (sold, max, held) = app.store.quota_check(&sw, &p).await.unwrap();
-    assert!(
-        sold <= max && sold == held,
-        "quota row {sold}/{max} vs orders {held}"
-    );
-    let live = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
-    assert_eq!(live.sold_qty, sold, "workflow and database disagree");
+    app.listing_agrees(w).await;
+    app.books_balance().await;
 }
 
 async fn customer_call<T>(app: &TestApp, customer: &str, msg: T) -> tonic::Request<T> {

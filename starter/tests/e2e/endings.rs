@@ -69,33 +69,12 @@ async fn pay(app: &TestApp, payments: &[(String, String)]) {
     let payments = std::sync::Arc::new(payments.to_vec());
     let mut senders = Vec::new();
     for s in 0..16 {
-        let (base, secret, payments) = (
-            app.api.http_base.clone(),
-            app.cfg.callback_secret.clone(),
-            payments.clone(),
-        );
+        let (provider, payments) = (app.provider.clone(), payments.clone());
         senders.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
             for (payment, order) in payments.iter().skip(s).step_by(16) {
-                let now = sellwindow_api::convert::now_ms().0 / 1000;
-                let body = serde_json::to_vec(&serde_json::json!({
-                    "event_id": format!("evt-{payment}"), "payment_id": payment, "order_id": order,
-                    "outcome": "succeeded", "occurred_at": now
-                }))
-                .unwrap();
-                let status = http
-                    .post(format!("{base}/payments/callback"))
-                    .header(
-                        "x-signature",
-                        sellwindow_api::signature::sign(&secret, now, &body),
-                    )
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status();
-                assert_eq!(status.as_u16(), 200, "callback for {payment}");
+                let event = format!("evt-{payment}");
+                let status = provider.report(payment, order, "succeeded", &event).await;
+                assert_eq!(status, 200, "callback for {payment}");
             }
         }));
     }
@@ -129,7 +108,7 @@ async fn ends_exact(app: &TestApp, w: &pb::SellWindow, figures: (u32, u32, u32))
     let p = ProductId::parse(w.listings[0].product_id.clone()).unwrap();
     let what = "the listing's last writes";
     app.until(what, Duration::from_secs(60), || async {
-        let l = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
+        let l = app.workflow_figures(w).await;
         let (sold, _, held) = app.store.quota_check(&sw, &p).await.unwrap();
         ((l.sold_qty, l.reserved_qty, l.paid_qty) == figures && sold == held && sold == l.sold_qty)
             .then_some(())

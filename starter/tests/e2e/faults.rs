@@ -3,7 +3,7 @@
 //! retry, the database unavailable while activities run (PostgreSQL), and 200 customers racing
 //! for the last 50 units. After each, the flow completes and every effect happened exactly once.
 
-use crate::helpers::{AppOptions, Proc, TestApp, free_port, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, HUNG, Proc, TestApp, free_port, spawn_app, spawn_app_with};
 use sellwindow_api::pb;
 use sellwindow_domain::{CustomerId, OrderId, ProductId, SellWindowId};
 use sellwindow_testkit::ApiClient;
@@ -136,7 +136,7 @@ async fn assert_produced_once(
     assert_eq!(wos[0].steps.len(), 2, "one row per work step");
     let (sold, max, held) = app.store.quota_check(&sw, &p).await.unwrap();
     assert_eq!((sold, held), (paid_qty, paid_qty), "quota row of max {max}");
-    let live = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
+    let live = app.listing_agrees(w).await;
     assert_eq!(
         (
             live.phase.as_str(),
@@ -145,9 +145,10 @@ async fn assert_produced_once(
             live.paid_qty,
             live.final_paid_qty
         ),
-        ("IN_PRODUCTION", paid_qty, 0, paid_qty, paid_qty),
+        ("IN_PRODUCTION", paid_qty, 0, paid_qty, Some(paid_qty)),
         "the workflow's figures"
     );
+    app.books_balance().await;
 }
 
 /// A confirm as the admin's client makes it, retried while the answer is UNAVAILABLE (a
@@ -399,8 +400,9 @@ async fn a_worker_killed_while_the_confirm_opens_payments_reruns_them_without_du
     let ev = app.event_counts(&w).await;
     assert_eq!(ev.get("order.paid"), Some(&3), "{ev:?}");
     assert_eq!(ev.get("payment.succeeded"), Some(&3), "{ev:?}");
-    let live = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
+    let live = app.listing_agrees(&w).await;
     assert_eq!((live.sold_qty, live.paid_qty, live.reserved_qty), (4, 4, 0));
+    app.books_balance().await;
     assert!(worker.running(), "{}", worker.log_tail(30));
     worker.kill().await;
     app.stop().await;
@@ -496,11 +498,12 @@ async fn temporal_restarted_mid_flow_fires_the_deadline_and_the_close_that_came_
     let sw = SellWindowId::parse(w.id.clone()).unwrap();
     let p = ProductId::parse(product.id.clone()).unwrap();
     assert_eq!(app.store.quota_check(&sw, &p).await.unwrap(), (1, 5, 1));
-    let live = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
+    let live = app.listing_agrees(&w).await;
     assert_eq!(
         (live.phase.as_str(), live.final_paid_qty, live.sold_qty),
-        ("IN_PRODUCTION", 1, 1)
+        ("IN_PRODUCTION", Some(1), 1)
     );
+    app.books_balance().await;
     app.stop().await;
 }
 
@@ -585,7 +588,10 @@ async fn an_api_process_killed_mid_reservations_answers_every_retry_with_its_fir
     // Crash it in the middle of the stream.
     let seen = Instant::now();
     while rows_of(&app, "orders", &w).await < (total / 3) as i64 {
-        assert!(seen.elapsed() < Duration::from_secs(60), "too slow");
+        assert!(
+            seen.elapsed() < HUNG,
+            "hung: no third of the orders written"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     api_proc.kill().await;
@@ -652,8 +658,7 @@ async fn an_api_process_killed_mid_reservations_answers_every_retry_with_its_fir
         app.store.quota_check(&sw, &p).await.unwrap(),
         (customers as u32, 1000, customers as u32)
     );
-    let live = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
-    assert_eq!(live.sold_qty, customers as u32);
+    assert_eq!(app.listing_agrees(&w).await.sold_qty, customers as u32);
     app.stop().await;
 }
 
@@ -891,7 +896,7 @@ async fn two_hundred_concurrent_reservers_on_the_last_fifty_units_get_exactly_fi
     .unwrap();
     assert_eq!(sum, 80);
     assert_eq!(rows_of(&app, "orders", &w).await, 56);
-    let live = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
+    let live = app.listing_agrees(&w).await;
     assert_eq!(
         (live.sold_qty, live.reserved_qty, live.quota_status.as_str()),
         (80, 80, "CLOSED")
@@ -949,14 +954,8 @@ async fn with_no_worker_a_reservation_is_answered_in_time_and_its_retry_makes_on
         .await;
     // No worker: the listing cannot answer, and the caller (who set no deadline) is told so
     // within the API's own deadline, with the code to retry on.
-    let asked = Instant::now();
     let e = app.reserve(&w, "c", 2, "k-1").await.unwrap_err();
     assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
-    assert!(
-        asked.elapsed() < Duration::from_secs(6),
-        "{:?}",
-        asked.elapsed()
-    );
     assert!(e.message().contains("retry"), "{}", e.message());
     // A worker comes back: the retry under the same key gets the one order. Retries queued
     // meanwhile carry the same order again, often in one write with the first: still one.

@@ -10,11 +10,15 @@ use sellwindow_api::Application;
 use sellwindow_api::pb;
 use sellwindow_domain::{CustomerId, SellWindowId};
 use sellwindow_runtime::{Config, Env};
-use sellwindow_testkit::ApiClient;
+use sellwindow_testkit::{ApiClient, Ledger, Provider};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
+
+/// How long a wait may last before a test is taken to be hung. Never a measure of speed (the
+/// bench measures that): a test guarantees that something happens, not how fast.
+pub const HUNG: Duration = Duration::from_secs(300);
 
 /// A port nobody listens on, never handed out twice by this process. Ports come from below
 /// the kernel's ephemeral range (32768 and up), where the dev servers pick their own internal
@@ -199,36 +203,59 @@ async fn drop_test_database(store: &Store, url: &str) {
     }
 }
 
-async fn test_database(dir: &std::path::Path) -> String {
-    match std::env::var("SELLWINDOW_TEST_POSTGRES_URL") {
-        Ok(admin_url) if !admin_url.is_empty() => {
-            sqlx::any::install_default_drivers();
-            let name = format!("sw_test_{}_{}", std::process::id(), free_port());
-            let pool = sqlx::AnyPool::connect(&admin_url)
-                .await
-                .expect("connect to PostgreSQL");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&pool)
-                .await
-                .expect("create test database");
-            let base = admin_url
-                .rsplit_once('/')
-                .map(|(b, _)| b.to_string())
-                .unwrap_or(admin_url);
-            format!("{base}/{name}")
+/// Which store the end-to-end tests run on: `SELLWINDOW_TEST_STORE` (`sqlite` or `postgres`)
+/// when set (`scripts/test.sh` sets it for each pass), else PostgreSQL when
+/// `SELLWINDOW_TEST_POSTGRES_URL` is set, else SQLite.
+pub fn on_postgres() -> bool {
+    let url = std::env::var("SELLWINDOW_TEST_POSTGRES_URL").unwrap_or_default();
+    match std::env::var("SELLWINDOW_TEST_STORE").as_deref() {
+        Ok("sqlite") => false,
+        Ok("postgres") => {
+            assert!(
+                !url.is_empty(),
+                "SELLWINDOW_TEST_STORE=postgres needs SELLWINDOW_TEST_POSTGRES_URL"
+            );
+            true
         }
-        _ => format!("sqlite://{}?mode=rwc", dir.join("sellwindow.db").display()),
+        Ok(other) => panic!("SELLWINDOW_TEST_STORE={other}: use sqlite or postgres"),
+        Err(_) => !url.is_empty(),
     }
+}
+
+async fn test_database(dir: &std::path::Path) -> String {
+    if !on_postgres() {
+        return format!("sqlite://{}?mode=rwc", dir.join("sellwindow.db").display());
+    }
+    let admin_url = std::env::var("SELLWINDOW_TEST_POSTGRES_URL").expect("checked");
+    sqlx::any::install_default_drivers();
+    let name = format!("sw_test_{}_{}", std::process::id(), free_port());
+    let pool = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("create test database");
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin_url);
+    format!("{base}/{name}")
 }
 
 pub struct TestApp {
     pub api: ApiClient,
+    /// The payment provider the tests play: what it sends is in its ledger, which the money
+    /// checks compare the books with. The payment sandbox's callbacks reach the API through
+    /// its relay, so they are in the ledger too.
+    pub provider: Provider,
     pub store: Store,
     pub cfg: Config,
     pub temporal: temporalio_client::Client,
     app: Option<Application>,
     worker_stop: Option<tokio::sync::oneshot::Sender<()>>,
     worker: Option<std::thread::JoinHandle<()>>,
+    _relay: tokio::task::JoinHandle<()>,
     _server: TemporalServer,
     _dir: tempdir::TempDir,
 }
@@ -267,12 +294,17 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(w) = self.worker.take() {
-            let _ = tokio::time::timeout(
+            let joined = tokio::time::timeout(
                 Duration::from_secs(20),
                 tokio::task::spawn_blocking(move || w.join()),
             )
             .await;
+            // A worker that died during the test fails it, even if nothing waited on it.
+            if let Ok(Ok(Err(panic))) = joined {
+                std::panic::resume_unwind(panic);
+            }
         }
+        self._relay.abort();
         let _ = self._server.child.kill().await;
         drop_test_database(&self.store, &self.cfg.database_url).await;
     }
@@ -408,29 +440,15 @@ impl TestApp {
         panic!("order {order_id} got no payment");
     }
 
-    /// Sends a provider callback signed with `secret`, returning the HTTP status.
+    /// Sends a provider callback signed with `secret`, returning the HTTP status. Signed with
+    /// the provider's own secret and fresh, it is the provider's event (in its ledger).
     pub async fn callback(&self, body: &serde_json::Value, secret: &str, t: i64) -> u16 {
-        let raw = serde_json::to_vec(body).unwrap();
-        let sig = sellwindow_api::signature::sign(secret, t, &raw);
-        reqwest::Client::new()
-            .post(format!("{}/payments/callback", self.api.http_base))
-            .header("x-signature", sig)
-            .header("content-type", "application/json")
-            .body(raw)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        self.provider.post(body, secret, t).await
     }
 
     pub async fn pay(&self, o: &pb::Order, outcome: &str, event_id: &str) -> u16 {
-        let now = sellwindow_api::convert::now_ms().0 / 1000;
-        let body = serde_json::json!({
-            "event_id": event_id, "payment_id": o.payment_id, "order_id": o.id,
-            "outcome": outcome, "error": if outcome == "failed" { Some("card declined") } else { None }, "occurred_at": now
-        });
-        self.callback(&body, &self.cfg.callback_secret.clone(), now)
+        self.provider
+            .report(&o.payment_id, &o.id, outcome, event_id)
             .await
     }
 
@@ -568,6 +586,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     )
     .await;
     let (grpc_port, http_port) = (free_port(), free_port());
+    let relay = Relay::start().await;
     let cfg = Config {
         env: Env::Development,
         database_url: test_database(&dir.0).await,
@@ -577,7 +596,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         grpc_addr: format!("127.0.0.1:{grpc_port}").parse().unwrap(),
         http_addr: format!("127.0.0.1:{http_port}").parse().unwrap(),
         public_base_url: format!("http://127.0.0.1:{http_port}"),
-        payment_callback_url: format!("http://127.0.0.1:{http_port}/payments/callback"),
+        payment_callback_url: relay.url.clone(),
         jwt_secret: "test-jwt-secret".into(),
         callback_secret: "test-callback-secret".into(),
         notify_webhook_url: None,
@@ -611,8 +630,6 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
                 cfg.grpc_addr = format!("127.0.0.1:{grpc_port}").parse().unwrap();
                 cfg.http_addr = format!("127.0.0.1:{http_port}").parse().unwrap();
                 cfg.public_base_url = format!("http://127.0.0.1:{http_port}");
-                cfg.payment_callback_url =
-                    format!("http://127.0.0.1:{http_port}/payments/callback");
             }
             Err(e) => panic!("api: {e:?}"),
         }
@@ -640,23 +657,84 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         });
         (Some(stop_tx), Some(worker))
     };
+    let callback = format!("http://{}/payments/callback", app.http_addr);
+    *relay.target.lock().unwrap() = callback.clone();
+    let provider =
+        Provider::new(callback, cfg.callback_secret.clone()).with_ledger(relay.ledger.clone());
     let api = ApiClient::connect(
         &format!("http://{}", app.grpc_addr),
         &format!("http://{}", app.http_addr),
         &cfg.jwt_secret,
     )
     .await
-    .expect("api client");
+    .expect("api client")
+    .with_provider(provider.clone());
     TestApp {
         api,
+        provider,
         store,
         cfg,
         temporal: client,
         app: Some(app),
         worker_stop,
         worker,
+        _relay: relay.task,
         _server: server,
         _dir: dir,
+    }
+}
+
+/// Where the payment sandbox sends its callbacks in tests: a relay to the API that records each
+/// callback in the provider's ledger, as the provider's own books would.
+struct Relay {
+    url: String,
+    target: std::sync::Arc<std::sync::Mutex<String>>,
+    ledger: Ledger,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start() -> Self {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, StatusCode};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/payments/callback",
+            listener.local_addr().unwrap()
+        );
+        let target = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let ledger = Ledger::default();
+        let (to, book, http) = (target.clone(), ledger.clone(), reqwest::Client::new());
+        let forward = move |headers: HeaderMap, body: Bytes| {
+            let (to, book, http) = (to.lock().unwrap().clone(), book.clone(), http.clone());
+            async move {
+                let mut req = http.post(to).body(body.clone());
+                for name in ["x-signature", "content-type"] {
+                    if let Some(v) = headers.get(name) {
+                        req = req.header(name, v.as_bytes());
+                    }
+                }
+                let Ok(answer) = req.send().await else {
+                    return (StatusCode::BAD_GATEWAY, Bytes::new());
+                };
+                let status = answer.status().as_u16();
+                if let Ok(json) = serde_json::from_slice(&body) {
+                    book.record_body(&json, status);
+                }
+                let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                (code, answer.bytes().await.unwrap_or_default())
+            }
+        };
+        let router = axum::Router::new().route("/payments/callback", axum::routing::post(forward));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self {
+            url,
+            target,
+            ledger,
+            task,
+        }
     }
 }
 
@@ -728,7 +806,6 @@ impl Proc {
         cfg.grpc_addr = format!("127.0.0.1:{grpc}").parse().unwrap();
         cfg.http_addr = format!("127.0.0.1:{http}").parse().unwrap();
         cfg.public_base_url = format!("http://127.0.0.1:{http}");
-        cfg.payment_callback_url = format!("http://127.0.0.1:{http}/payments/callback");
         let log = app._dir.0.join(format!("api-{grpc}.log"));
         Self::start("serve", &cfg, log)
     }
@@ -1038,44 +1115,87 @@ impl TestApp {
         .await
     }
 
-    /// The saga's books, for every order in the database: what was charged minus what was
-    /// refunded is the order's amount when it ended PAID, and zero otherwise; no attempt is
-    /// refunded that was not charged; an attempt's charge and refund are each recorded once (a
-    /// timestamp, not a count) and only a charged attempt is SUCCEEDED or REFUNDED.
-    pub async fn books_balance(&self) {
-        let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
-            "SELECT o.id, o.status, o.amount_minor, \
-                    CAST(COALESCE(SUM(CASE WHEN p.charged_at IS NOT NULL THEN p.amount_minor ELSE 0 END), 0) AS BIGINT), \
-                    CAST(COALESCE(SUM(CASE WHEN p.refunded_at IS NOT NULL THEN p.amount_minor ELSE 0 END), 0) AS BIGINT), \
-                    CAST(COALESCE(SUM(CASE WHEN p.refunded_at IS NOT NULL AND p.charged_at IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) \
-             FROM orders o LEFT JOIN payments p ON p.order_id = o.id \
-             GROUP BY o.id, o.status, o.amount_minor",
+    /// The saga's books, for every order in the database, against the provider's ledger of
+    /// what it sent (`sellwindow_testkit::books`): which attempts were charged comes from the
+    /// provider's events; per order, charged minus refunded is the order's amount when it ended
+    /// PAID and zero otherwise; every charge not kept is refunded once, with its event.
+    pub async fn books_balance(&self) -> sellwindow_testkit::books::Books {
+        sellwindow_testkit::books::check(
+            self.store.pool(),
+            &self.provider.ledger,
+            &sellwindow_testkit::books::Scope::Everything,
+            Duration::from_secs(60),
         )
-        .fetch_all(self.store.pool())
         .await
-        .expect("the books");
-        for (order, status, amount, charged, refunded, uncharged_refunds) in rows {
-            assert_eq!(
-                uncharged_refunds, 0,
-                "order {order}: an attempt was refunded that was never charged"
-            );
-            let kept = if status == "PAID" { amount } else { 0 };
-            assert_eq!(
-                charged - refunded,
-                kept,
-                "order {order} ({status}, amount {amount}): charged {charged} - refunded {refunded}"
-            );
+        .unwrap_or_else(|e| panic!("the books do not balance: {e}"))
+    }
+
+    /// The listing's figures as its workflow holds them, from the workflow's own query (the
+    /// test fails if it does not answer).
+    pub async fn workflow_figures(&self, w: &pb::SellWindow) -> sellwindow_domain::ListingFigures {
+        use sellwindow_workflows::ListingWorkflow;
+        let h = self
+            .temporal
+            .get_workflow_handle::<ListingWorkflow>(&w.listings[0].workflow_id);
+        let q = h.query(ListingWorkflow::figures, (), Default::default());
+        match tokio::time::timeout(Duration::from_secs(20), q).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => panic!("the listing's workflow did not answer its query: {e:?}"),
+            Err(_) => panic!("the listing's workflow did not answer its query in 20 s"),
         }
-        let misfiled: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM payments WHERE \
-             (status IN ('SUCCEEDED', 'REFUNDED') AND charged_at IS NULL) \
-             OR (status = 'REFUNDED' AND refunded_at IS NULL) \
-             OR (status <> 'REFUNDED' AND refunded_at IS NOT NULL)",
-        )
-        .fetch_one(self.store.pool())
-        .await
-        .expect("payment statuses");
-        assert_eq!(misfiled, 0, "a payment's status disagrees with its books");
+    }
+
+    /// The listing's rows agree with each other (the quota row is the sum over the orders that
+    /// hold quota, never past the cap) and, once the listing is quiet, with its workflow's
+    /// figures (asked of the workflow itself). Returns the agreed figures.
+    pub async fn listing_agrees(&self, w: &pb::SellWindow) -> sellwindow_domain::ListingFigures {
+        let (sw, p) = (&w.id, &w.listings[0].product_id);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let rows: (i64, i64, i64, i64, String) = sqlx::query_as(
+                "SELECT q.sold_qty, q.max_qty, c.reserved_qty, c.paid_qty, c.status FROM sell_window_quota q \
+                 JOIN counters c ON c.sell_window_id = q.sell_window_id AND c.product_id = q.product_id \
+                 WHERE q.sell_window_id = $1 AND q.product_id = $2",
+            )
+            .bind(sw)
+            .bind(p)
+            .fetch_one(self.store.pool())
+            .await
+            .expect("the listing's rows");
+            let held = self
+                .store
+                .quota_check(
+                    &SellWindowId::parse(sw.clone()).unwrap(),
+                    &sellwindow_domain::ProductId::parse(p.clone()).unwrap(),
+                )
+                .await
+                .unwrap()
+                .2;
+            let (sold, max, reserved, paid, threshold) = rows;
+            assert!(sold <= max, "oversold: {sold} of {max}");
+            assert_eq!(
+                sold,
+                i64::from(held),
+                "the quota row and the orders disagree"
+            );
+            assert_eq!(sold, reserved + paid, "sold is not reserved + paid");
+            let f = self.workflow_figures(w).await;
+            let workflow = (
+                i64::from(f.sold_qty),
+                i64::from(f.reserved_qty),
+                i64::from(f.paid_qty),
+                f.threshold_status.as_str().to_string(),
+            );
+            if workflow == (sold, reserved, paid, threshold.clone()) {
+                return f;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the workflow's figures {workflow:?} never came to the database's {:?}",
+                (sold, reserved, paid, threshold)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// What a listing's workflow runs cost in Temporal, over all its runs.

@@ -28,17 +28,10 @@ async fn wait_failures(app: &TestApp, order: &str, n: u32) {
     .await
 }
 
-/// The database agrees with the listing's workflow, and the books balance.
+/// The database agrees with the listing's workflow (asked itself), and the books balance
+/// against the provider's ledger.
 async fn settled(app: &TestApp, w: &pb::SellWindow) {
-    let what = "the listing's writes to land";
-    app.until(what, Duration::from_secs(30), || async {
-        let sw = sellwindow_domain::SellWindowId::parse(w.id.clone()).unwrap();
-        let p = sellwindow_domain::ProductId::parse(w.listings[0].product_id.clone()).unwrap();
-        let (sold, _, held) = app.store.quota_check(&sw, &p).await.unwrap();
-        let live = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
-        (sold == held && live.sold_qty == sold).then_some(())
-    })
-    .await;
+    app.listing_agrees(w).await;
     app.books_balance().await;
 }
 

@@ -3,7 +3,7 @@
 //! payment callbacks. Nothing may be refused, the workflow must have continued as new, and
 //! every figure and the event log must stay exact.
 
-use crate::helpers::{AppOptions, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, HUNG, spawn_app, spawn_app_with};
 use sellwindow_api::pb;
 use sellwindow_domain::{ProductId, SellWindowId};
 use sellwindow_testkit::ApiClient;
@@ -65,7 +65,7 @@ async fn a_hot_listing_continues_as_new_past_the_update_cap_and_keeps_every_figu
         t.await.unwrap();
     }
     let total = sequential + 8_000;
-    let live = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
+    let live = app.listing_agrees(&w).await;
     assert_eq!((live.sold_qty, live.reserved_qty), (total, total));
     let sw = SellWindowId::parse(w.id.clone()).unwrap();
     let p = ProductId::parse(product.id.clone()).unwrap();
@@ -168,7 +168,7 @@ async fn a_flood_of_payment_callbacks_still_hands_over_and_applies_each_result_o
             .unwrap()
         }
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + HUNG;
     let open = loop {
         let open = payments("INIT").await;
         if open.len() == n {
@@ -176,7 +176,7 @@ async fn a_flood_of_payment_callbacks_still_hands_over_and_applies_each_result_o
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{} of {n} payments opened",
+            "hung: {} of {n} payments opened",
             open.len()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -185,49 +185,28 @@ async fn a_flood_of_payment_callbacks_still_hands_over_and_applies_each_result_o
     let open = std::sync::Arc::new(open);
     let mut senders = Vec::new();
     for s in 0..16 {
-        let (app_http, secret, open) = (
-            app.api.http_base.clone(),
-            app.cfg.callback_secret.clone(),
-            open.clone(),
-        );
+        let (provider, open) = (app.provider.clone(), open.clone());
         senders.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
             for (payment, order) in open.iter().skip(s).step_by(16) {
-                let now = sellwindow_api::convert::now_ms().0 / 1000;
-                let body = serde_json::to_vec(&serde_json::json!({
-                    "event_id": format!("evt-{payment}"), "payment_id": payment, "order_id": order,
-                    "outcome": "succeeded", "error": null, "occurred_at": now
-                }))
-                .unwrap();
-                let status = http
-                    .post(format!("{app_http}/payments/callback"))
-                    .header(
-                        "x-signature",
-                        sellwindow_api::signature::sign(&secret, now, &body),
-                    )
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status();
-                assert_eq!(status.as_u16(), 200, "callback for {payment}");
+                let event = format!("evt-{payment}");
+                let status = provider.report(payment, order, "succeeded", &event).await;
+                assert_eq!(status, 200, "callback for {payment}");
             }
         }));
     }
     for s in senders {
         s.await.unwrap();
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let deadline = std::time::Instant::now() + HUNG;
     loop {
-        let live = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
+        let live = app.workflow_figures(&w).await;
         let paid = payments("SUCCEEDED").await.len();
         if live.paid_qty as usize == n && paid == n {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "paid: workflow {} · payments {paid} of {n}",
+            "hung: paid: workflow {} · payments {paid} of {n}",
             live.paid_qty
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -274,7 +253,7 @@ async fn a_listing_hands_over_when_its_history_grows_past_the_suggested_size() {
             .await
             .unwrap_or_else(|e| panic!("reservation {i} refused: {e:?}"));
     }
-    let live = app.api.sell_window(&w.id).await.unwrap().listings.remove(0);
+    let live = app.listing_agrees(&w).await;
     assert_eq!((live.sold_qty, live.reserved_qty), (total, total));
     let sw = SellWindowId::parse(w.id.clone()).unwrap();
     let p = ProductId::parse(product.id.clone()).unwrap();

@@ -50,14 +50,32 @@ async fn a_worker_reaches_temporal_over_mutual_tls_and_a_client_without_a_certif
         t.client_cert_file = None;
         t.client_key_file = None;
     }
-    let refused = match sellwindow_runtime::connect_temporal_once(&anonymous).await {
-        Err(_) => true,
+    // The refusal must be the TLS layer's: a client that got through would be answered
+    // (NOT_FOUND for the probe), so only a transport or handshake error counts.
+    let refused_before = proxy.refused();
+    let refusal = match sellwindow_runtime::connect_temporal_once(&anonymous).await {
+        Err(e) => format!("{e:?}"),
         Ok(client) => {
             let h = client.get_workflow_handle::<sellwindow_workflows::ListingWorkflow>("probe");
-            h.describe(Default::default()).await.is_err()
+            match h.describe(Default::default()).await {
+                Ok(_) | Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_)) => {
+                    panic!("a client without a certificate got through")
+                }
+                Err(e) => format!("{e:?}"),
+            }
         }
     };
-    assert!(refused, "a client without a certificate got through");
+    let said = refusal.to_lowercase();
+    assert!(
+        ["transport", "tls", "certificate", "handshake", "connection"]
+            .iter()
+            .any(|w| said.contains(w)),
+        "refused, but not as a transport or TLS error: {refusal}"
+    );
+    assert!(
+        proxy.refused() > refused_before,
+        "the proxy never turned a handshake away: {refusal}"
+    );
 
     worker.kill().await;
     proxy.stop();
@@ -119,6 +137,8 @@ impl Pki {
 struct MutualTlsProxy {
     port: u16,
     handshakes: Arc<AtomicUsize>,
+    /// Handshakes turned away (no or an unknown client certificate).
+    refused: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -147,12 +167,15 @@ impl MutualTlsProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let handshakes = Arc::new(AtomicUsize::new(0));
-        let counted = handshakes.clone();
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (counted, turned_away) = (handshakes.clone(), refused.clone());
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                let (acceptor, counted) = (acceptor.clone(), counted.clone());
+                let (acceptor, counted, turned_away) =
+                    (acceptor.clone(), counted.clone(), turned_away.clone());
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        turned_away.fetch_add(1, Ordering::SeqCst);
                         return;
                     };
                     counted.fetch_add(1, Ordering::SeqCst);
@@ -167,12 +190,17 @@ impl MutualTlsProxy {
         Self {
             port,
             handshakes,
+            refused,
             task,
         }
     }
 
     fn handshakes(&self) -> usize {
         self.handshakes.load(Ordering::SeqCst)
+    }
+
+    fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 
     fn stop(self) {

@@ -99,13 +99,19 @@ impl Browser {
                 Some(json!({"using": "css selector", "value": css})),
             )
             .await;
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e[ELEMENT].as_str().map(str::to_string))
-                    .collect()
+        // A driver error is a failure, never "no elements".
+        let Some(found) = v.as_array() else {
+            panic!("the browser could not look for {css}: {v}");
+        };
+        found
+            .iter()
+            .map(|e| {
+                e[ELEMENT]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("an element without its id: {e}"))
+                    .to_string()
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     /// Waits (up to `within`) for an element matching `css`.
@@ -164,12 +170,21 @@ impl Browser {
 
     /// The page's visible text.
     pub async fn text(&self) -> String {
-        let body = self.find("body", Duration::from_secs(10)).await;
-        self.cmd(reqwest::Method::GET, &format!("/element/{body}/text"), None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        // The body may be replaced between finding it and reading it: read it again then. Any
+        // other driver error fails the test rather than reading as an empty page.
+        for _ in 0..20 {
+            let body = self.find("body", Duration::from_secs(10)).await;
+            let v = self
+                .cmd(reqwest::Method::GET, &format!("/element/{body}/text"), None)
+                .await;
+            match v.as_str() {
+                Some(text) => return text.to_string(),
+                None if v["error"] == "stale element reference" => {}
+                None => panic!("the browser could not read the page: {v}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the page kept changing under the reader")
     }
 
     /// Waits (up to `within`) until the page's text contains `what`.
