@@ -22,6 +22,17 @@ pub fn chromedriver() -> Option<std::path::PathBuf> {
         .find(|p| p.exists())
 }
 
+/// Whether a driver error says only that the element went away while the page redrew.
+fn is_transient(v: &Value) -> bool {
+    let (error, message) = (
+        v["error"].as_str().unwrap_or_default(),
+        v["message"].as_str().unwrap_or_default(),
+    );
+    error == "stale element reference"
+        || error == "no such element"
+        || message.contains("does not belong to the document")
+}
+
 impl Browser {
     pub async fn start(driver: &std::path::Path, port: u16) -> Self {
         let child = Command::new(driver)
@@ -170,21 +181,26 @@ impl Browser {
 
     /// The page's visible text.
     pub async fn text(&self) -> String {
-        // The body may be replaced between finding it and reading it: read it again then. Any
-        // other driver error fails the test rather than reading as an empty page.
+        // The page may redraw or navigate between finding the body and reading it (Chromium
+        // then answers "stale element reference", or an inspector error that the node "does
+        // not belong to the document"): read it again. A driver error that persists fails the
+        // test rather than reading as an empty page.
+        let mut last = Value::Null;
         for _ in 0..20 {
             let body = self.find("body", Duration::from_secs(10)).await;
             let v = self
                 .cmd(reqwest::Method::GET, &format!("/element/{body}/text"), None)
                 .await;
-            match v.as_str() {
-                Some(text) => return text.to_string(),
-                None if v["error"] == "stale element reference" => {}
-                None => panic!("the browser could not read the page: {v}"),
+            if let Some(text) = v.as_str() {
+                return text.to_string();
             }
+            if !is_transient(&v) {
+                panic!("the browser could not read the page: {v}");
+            }
+            last = v;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("the page kept changing under the reader")
+        panic!("the page kept changing under the reader: {last}")
     }
 
     /// Waits (up to `within`) until the page's text contains `what`.
