@@ -36,7 +36,8 @@ echo "== bench smoke run (tiny, SQLite)"
 env -u SELLWINDOW_TEST_POSTGRES_URL cargo run -q -p sellwindow-bench -- smoke
 
 if [ -n "$postgres_url" ]; then
-  echo "== end-to-end tests on PostgreSQL"
+  echo "== store and end-to-end tests on PostgreSQL"
+  cargo test -p sellwindow-store --test store
   SELLWINDOW_TEST_STORE=postgres cargo test -p sellwindow-starter --test e2e -- --test-threads 2
 else
   echo "== PostgreSQL end-to-end tests skipped: SELLWINDOW_TEST_POSTGRES_URL is not set"

@@ -9,9 +9,8 @@ use std::time::Instant;
 /// The listing's writes, one per activity.
 #[derive(Debug, Clone, Copy)]
 pub enum WriteKind {
-    RecordOrders,
-    VoidOrders,
-    ApplyPayments,
+    Confirm,
+    ReadRow,
     ApplyInbox,
     ChangeOrder,
     Sweep,
@@ -19,10 +18,9 @@ pub enum WriteKind {
 }
 
 impl WriteKind {
-    pub const ALL: [WriteKind; 7] = [
-        WriteKind::RecordOrders,
-        WriteKind::VoidOrders,
-        WriteKind::ApplyPayments,
+    pub const ALL: [WriteKind; 6] = [
+        WriteKind::Confirm,
+        WriteKind::ReadRow,
         WriteKind::ApplyInbox,
         WriteKind::ChangeOrder,
         WriteKind::Sweep,
@@ -31,9 +29,8 @@ impl WriteKind {
 
     pub fn name(self) -> &'static str {
         match self {
-            WriteKind::RecordOrders => "record_orders",
-            WriteKind::VoidOrders => "void_orders",
-            WriteKind::ApplyPayments => "apply_payments",
+            WriteKind::Confirm => "confirm",
+            WriteKind::ReadRow => "read_row",
             WriteKind::ApplyInbox => "apply_inbox",
             WriteKind::ChangeOrder => "change_order",
             WriteKind::Sweep => "sweep",
@@ -49,12 +46,10 @@ struct Timer {
     failed: AtomicU64,
 }
 
-/// Running sums per kind of write (a Prometheus summary without quantiles), and the orders the
-/// reservation writes carried.
+/// Running sums per kind of write (a Prometheus summary without quantiles).
 #[derive(Default)]
 pub struct WriteTimes {
     timers: [Timer; WriteKind::ALL.len()],
-    orders_recorded: AtomicU64,
 }
 
 impl WriteTimes {
@@ -67,10 +62,6 @@ impl WriteTimes {
         if !ok {
             t.failed.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    pub fn orders(&self, n: usize) {
-        self.orders_recorded.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn render(&self) -> String {
@@ -102,12 +93,6 @@ impl WriteTimes {
                 self.timers[kind as usize].failed.load(Ordering::Relaxed)
             ));
         }
-        out.push_str(&format!(
-            "# HELP sellwindow_worker_orders_recorded_total Orders the reservation writes carried.\n\
-             # TYPE sellwindow_worker_orders_recorded_total counter\n\
-             sellwindow_worker_orders_recorded_total {}\n",
-            self.orders_recorded.load(Ordering::Relaxed)
-        ));
         out
     }
 }
@@ -120,17 +105,11 @@ mod tests {
     fn each_kind_of_write_is_summed_on_its_own_line() {
         let t = WriteTimes::default();
         let started = Instant::now();
-        t.add(WriteKind::RecordOrders, started, true);
-        t.add(WriteKind::RecordOrders, started, false);
-        t.orders(170);
+        t.add(WriteKind::ApplyInbox, started, true);
+        t.add(WriteKind::ApplyInbox, started, false);
         let text = t.render();
-        assert!(
-            text.contains("sellwindow_worker_write_seconds_count{write=\"record_orders\"} 2\n")
-        );
+        assert!(text.contains("sellwindow_worker_write_seconds_count{write=\"apply_inbox\"} 2\n"));
         assert!(text.contains("sellwindow_worker_write_seconds_count{write=\"sweep\"} 0\n"));
-        assert!(
-            text.contains("sellwindow_worker_write_failures_total{write=\"record_orders\"} 1\n")
-        );
-        assert!(text.contains("sellwindow_worker_orders_recorded_total 170\n"));
+        assert!(text.contains("sellwindow_worker_write_failures_total{write=\"apply_inbox\"} 1\n"));
     }
 }

@@ -4,17 +4,19 @@
 use crate::app::State;
 use crate::convert::{self, now_ms, text};
 use crate::error::ApiError;
+use crate::listing_calls::{Within, too_late, update_listing};
 use crate::lists::{optional, order_status};
 use crate::paging;
 use crate::pb::{self, admin_service_server::AdminService};
-use crate::updates::{Within, update_listing};
-use sellwindow_activities::lists::{NotificationFilter, Order, OrderFilter};
-use sellwindow_activities::queries::NewListing;
 use sellwindow_domain::*;
-use sellwindow_workflows::{ListingRun, ListingWorkflow};
+use sellwindow_store::lists::{NotificationFilter, Order, OrderFilter};
+use sellwindow_workflows::{ListingRun, SellWindow};
 use std::sync::Arc;
 use temporalio_client::{WorkflowIdConflictPolicy, WorkflowStartOptions};
 use tonic::{Request, Response, Status};
+
+mod new_window;
+use new_window::NewWindow;
 
 pub struct Admin(pub Arc<State>);
 
@@ -46,7 +48,7 @@ impl State {
         };
         match self
             .client
-            .start_workflow(ListingWorkflow::run, start, opts)
+            .start_workflow(SellWindow::run, start, opts)
             .await
         {
             Ok(_) | Err(temporalio_client::errors::WorkflowStartError::AlreadyStarted { .. }) => {
@@ -118,118 +120,25 @@ impl AdminService for Admin {
     ) -> Result<Response<pb::SellWindow>, Status> {
         let admin = self.0.auth.admin(req.metadata())?;
         let r = req.into_inner();
-        let name = text("name", &r.name, 200)?;
         let now = now_ms();
-        let close_at = r
-            .close_at
-            .as_ref()
-            .ok_or(DomainError::invalid("close_at", "is required"))
-            .and_then(|t| {
-                convert::ms_of_parts(t.seconds, t.nanos)
-                    .ok_or(DomainError::invalid("close_at", "is out of range"))
-            })
-            .map(UnixMillis)
-            .map_err(ApiError::from)?;
-        if close_at.0 <= now.0 + 1000 {
-            return Err(
-                ApiError::from(DomainError::invalid("close_at", "must be in the future")).into(),
-            );
-        }
-        if r.listings.is_empty() || r.listings.len() > MAX_LISTINGS {
-            return Err(ApiError::from(DomainError::invalid(
-                "listings",
-                format!("between 1 and {MAX_LISTINGS} listings"),
-            ))
-            .into());
-        }
-        let id = if r.request_id.is_empty() {
-            SellWindowId::derive(&[&admin, &name, &now.0.to_string()])
-        } else {
-            SellWindowId::derive(&[&admin, &text("request_id", &r.request_id, 128)?])
-        };
-        let mut listings = Vec::new();
-        let mut specs = Vec::new();
-        for l in &r.listings {
-            let product_id = id_or_invalid(ProductId::parse(l.product_id.clone()))?;
-            if listings
-                .iter()
-                .any(|(x, _): &(NewListing, String)| x.product_id == product_id)
-            {
-                return Err(ApiError::from(DomainError::invalid(
-                    "listings",
-                    format!("product {product_id} listed twice"),
-                ))
-                .into());
-            }
-            let product = self
-                .0
-                .store
-                .product(&product_id)
-                .await
-                .map_err(ApiError::from)?
-                .ok_or_else(|| ApiError::NotFound(format!("product {product_id} not found")))?;
-            if l.min_qty == 0 {
-                return Err(
-                    ApiError::from(DomainError::invalid("min_qty", "must be at least 1")).into(),
-                );
-            }
-            if l.max_qty < l.min_qty || l.max_qty > Qty::MAX {
-                return Err(ApiError::from(DomainError::invalid(
-                    "max_qty",
-                    format!("must be between min_qty and {}", Qty::MAX),
-                ))
-                .into());
-            }
-            let payment_window_ms = match &l.payment_window {
-                None => DEFAULT_PAYMENT_WINDOW_MS,
-                Some(d) => convert::ms_of_parts(d.seconds, d.nanos).ok_or(ApiError::from(
-                    DomainError::invalid("payment_window", "is out of range"),
-                ))?,
-            };
-            if !(1000..=MAX_PAYMENT_WINDOW_MS).contains(&payment_window_ms) {
-                return Err(ApiError::from(DomainError::invalid(
-                    "payment_window",
-                    "must be between 1 second and 30 days",
-                ))
-                .into());
-            }
-            let per_customer_limit = (l.per_customer_limit > 0).then_some(l.per_customer_limit);
-            let min_paid_policy = convert::parse_policy(l.min_paid_policy)?;
-            let new = NewListing {
-                product_id: product_id.clone(),
-                min_qty: l.min_qty,
-                max_qty: l.max_qty,
-                payment_window_ms,
-                per_customer_limit,
-                min_paid_policy,
-            };
-            let spec = ListingSpec {
-                sell_window_id: id.clone(),
-                sell_window_name: name.clone(),
-                product_id: product_id.clone(),
-                product_name: product.name.clone(),
-                unit_price: product.unit_price.clone(),
-                min_qty: l.min_qty,
-                max_qty: l.max_qty,
-                close_at,
-                payment_window_ms,
-                per_customer_limit,
-                min_paid_policy,
-                work_steps: product.work_steps.clone(),
-            };
-            listings.push((new, spec.workflow_id()));
-            specs.push(spec);
-        }
+        let window = NewWindow::checked(&r, &admin, now)?;
+        let listings = self.0.checked_listings(&window, &r.listings).await?;
         self.0
             .store
-            .create_sell_window(&id, &name, close_at, &listings, now)
+            .create_sell_window(
+                &window.id,
+                &window.name,
+                window.close_at,
+                &listings.rows,
+                now,
+            )
             .await
             .map_err(ApiError::from)?;
         // A retried create (same request_id) starts whatever did not start the first time.
-        for spec in specs {
+        for spec in listings.specs {
             self.0.start_listing(spec).await?;
         }
-        Ok(Response::new(self.0.sell_window_pb(&id, false).await?))
+        Ok(Response::new(self.0.sell_window_pb(&window.id).await?))
     }
 
     async fn list_products(
@@ -253,7 +162,7 @@ impl AdminService for Admin {
     ) -> Result<Response<pb::SellWindow>, Status> {
         self.0.auth.admin(req.metadata())?;
         let id = id_or_invalid(SellWindowId::parse(req.into_inner().sell_window_id))?;
-        Ok(Response::new(self.0.sell_window_pb(&id, true).await?))
+        Ok(Response::new(self.0.sell_window_pb(&id).await?))
     }
 
     async fn list_sell_windows(
@@ -281,7 +190,7 @@ impl AdminService for Admin {
         let out = update_listing(
             &self.0.client,
             &listing_workflow_id(&sw, &p),
-            || ListingWorkflow::confirm,
+            || SellWindow::confirm,
             (),
             self.0.cfg.rpc_deadline,
         )
@@ -294,14 +203,25 @@ impl AdminService for Admin {
                 payment_requested_orders: out.payment_requested_orders,
                 payment_requests_in_progress: false,
             },
-            // Confirmed; the payment requests of a big batch are still going out.
-            Within::Accepted => pb::ConfirmBatchResponse {
-                batch_id: BatchId::for_listing(&sw, &p).to_string(),
-                status: BatchStatus::Confirmed.to_string(),
-                confirmed_at: None,
-                payment_requested_orders: 0,
-                payment_requests_in_progress: true,
-            },
+            // Accepted and still running: confirmed if the row took the fence, and the payment
+            // requests of a big batch still going out.
+            Within::Accepted => {
+                let listing = self.0.require_listing(&sw, &p).await?;
+                let confirmed = listing
+                    .listings
+                    .iter()
+                    .any(|l| l.product_id == p && l.batch_status == BatchStatus::Confirmed);
+                if !confirmed {
+                    return Err(too_late("the confirm").into());
+                }
+                pb::ConfirmBatchResponse {
+                    batch_id: BatchId::for_listing(&sw, &p).to_string(),
+                    status: BatchStatus::Confirmed.to_string(),
+                    confirmed_at: None,
+                    payment_requested_orders: 0,
+                    payment_requests_in_progress: true,
+                }
+            }
         }))
     }
 
@@ -323,13 +243,13 @@ impl AdminService for Admin {
             update_listing(
                 &self.0.client,
                 &l.workflow_id,
-                || ListingWorkflow::cancel_window,
+                || SellWindow::cancel_window,
                 (),
                 self.0.cfg.rpc_deadline,
             )
             .await?;
         }
-        Ok(Response::new(self.0.sell_window_pb(&sw, true).await?))
+        Ok(Response::new(self.0.sell_window_pb(&sw).await?))
     }
 
     async fn list_orders(
@@ -399,7 +319,7 @@ impl AdminService for Admin {
         let out = update_listing(
             &self.0.client,
             &listing_workflow_id(&row.sell_window_id, &row.product_id),
-            || ListingWorkflow::complete_step,
+            || SellWindow::complete_step,
             step,
             self.0.cfg.rpc_deadline,
         )

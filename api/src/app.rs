@@ -3,13 +3,15 @@
 
 use crate::admin::Admin;
 use crate::auth::Auth;
-use crate::coalescer::Coalescer;
 use crate::customer::Customer;
-use crate::idempotency::AnswerBook;
 use crate::metrics::Metrics;
 use crate::pb;
-use sellwindow_activities::Store;
+use crate::progress::ProgressSignals;
+use crate::reserve::Reservations;
 use sellwindow_runtime::Config;
+use sellwindow_store::Store;
+use sellwindow_store::notify::configured_sink;
+use sellwindow_store::reserve::ReserveContext;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use temporalio_client::Client;
@@ -22,16 +24,41 @@ pub struct State {
     pub store: Store,
     pub client: Client,
     pub auth: Auth,
-    pub coalescer: Coalescer,
+    pub reservations: Reservations,
+    pub progress: Arc<ProgressSignals>,
     pub pokes: crate::pokes::Pokes,
-    pub answers: AnswerBook,
     pub metrics: Arc<Metrics>,
     pub http: reqwest::Client,
-    /// close_at of listings seen so far: a listing's existence and close time never change,
-    /// so the reserve path asks the database once per listing, not once per reservation.
-    pub listing_close: std::sync::Mutex<
-        std::collections::HashMap<(String, String), sellwindow_domain::UnixMillis>,
-    >,
+}
+
+impl State {
+    fn new(cfg: Config, store: Store, client: Client) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let progress = ProgressSignals::start(client.clone());
+        let cx = ReserveContext::new(
+            configured_sink(cfg.notify_webhook_url.as_deref()),
+            &cfg.public_base_url,
+        );
+        Ok(Self {
+            auth: Auth::with_rules(&cfg.jwt_secret, crate::auth::TokenRules::of(&cfg)),
+            reservations: Reservations::new(
+                store.clone(),
+                cx,
+                progress.clone(),
+                metrics.clone(),
+                cfg.rpc_deadline,
+            ),
+            progress,
+            pokes: crate::pokes::Pokes::new(client.clone()),
+            metrics,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()?,
+            cfg,
+            store,
+            client,
+        })
+    }
 }
 
 pub struct Application {
@@ -39,6 +66,7 @@ pub struct Application {
     pub http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    progress: Arc<ProgressSignals>,
 }
 
 impl Application {
@@ -46,22 +74,8 @@ impl Application {
         let grpc = TcpListener::bind(cfg.grpc_addr).await?;
         let http = TcpListener::bind(cfg.http_addr).await?;
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
-        let metrics = Arc::new(Metrics::default());
         let cfg_calls = cfg.max_concurrent_calls;
-        let state = Arc::new(State {
-            auth: Auth::with_rules(&cfg.jwt_secret, crate::auth::TokenRules::of(&cfg)),
-            coalescer: Coalescer::new(client.clone(), metrics.clone(), cfg.rpc_deadline),
-            pokes: crate::pokes::Pokes::new(client.clone()),
-            answers: AnswerBook::new(store.clone()),
-            metrics,
-            listing_close: Default::default(),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .build()?,
-            cfg,
-            store,
-            client,
-        });
+        let state = Arc::new(State::new(cfg, store, client)?);
         let (stop, rx) = watch::channel(false);
         // Both reflection versions: many clients (Python's official one among them) speak
         // only v1alpha.
@@ -80,6 +94,7 @@ impl Application {
                 Customer(state.clone()),
             ))
             .serve_with_incoming_shutdown(tokio_stream_listener(grpc), wait(rx.clone()));
+        let progress = state.progress.clone();
         let http_server =
             axum::serve(http, crate::http::router(state)).with_graceful_shutdown(wait(rx));
         let tasks = vec![
@@ -100,7 +115,13 @@ impl Application {
             http_addr,
             stop,
             tasks,
+            progress,
         })
+    }
+
+    /// This process's progress signals to the listings' workflows.
+    pub fn progress_signals(&self) -> &Arc<ProgressSignals> {
+        &self.progress
     }
 
     /// Stops accepting, lets in-flight calls finish, and waits for both servers.
@@ -109,6 +130,9 @@ impl Application {
         for t in self.tasks {
             let _ = t.await;
         }
+        // What the last reservations did is told before the process goes (a signal lost
+        // here would only be made good later).
+        self.progress.flush(std::time::Duration::from_secs(2)).await;
     }
 }
 

@@ -3,10 +3,10 @@
 
 use crate::error::ApiError;
 use crate::pb;
-use sellwindow_activities::queries::{
+use sellwindow_domain::*;
+use sellwindow_store::queries::{
     EventRow, ListingRow, NotificationRow, OrderRow, ProductRow, SellWindowRow, WorkOrderRow,
 };
-use sellwindow_domain::*;
 
 pub fn ts(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -76,8 +76,8 @@ pub fn parse_policy(v: i32) -> Result<MinPaidPolicy, ApiError> {
 }
 
 /// A listing row, overlaid with the workflow's live figures when it answered.
-pub fn listing(l: &ListingRow, live: Option<&ListingFigures>) -> pb::Listing {
-    let mut out = pb::Listing {
+pub fn listing(sw: &SellWindowId, l: &ListingRow) -> pb::Listing {
+    pb::Listing {
         product_id: l.product_id.to_string(),
         product_name: l.product_name.clone(),
         min_qty: l.min_qty,
@@ -88,7 +88,7 @@ pub fn listing(l: &ListingRow, live: Option<&ListingFigures>) -> pb::Listing {
         paid_qty: l.paid_qty,
         threshold_status: l.threshold_status.to_string(),
         batch_status: l.batch_status.to_string(),
-        batch_id: String::new(),
+        batch_id: BatchId::for_listing(sw, &l.product_id).to_string(),
         phase: l.phase.to_string(),
         final_paid_qty: l.final_paid_qty.unwrap_or(0),
         work_order_id: l.work_order_id.clone().unwrap_or_default(),
@@ -97,40 +97,16 @@ pub fn listing(l: &ListingRow, live: Option<&ListingFigures>) -> pb::Listing {
         payment_window: Some(dur(l.payment_window_ms)),
         per_customer_limit: l.per_customer_limit.unwrap_or(0),
         min_paid_policy: policy(l.min_paid_policy),
-        figures_source: "DATABASE".into(),
-    };
-    if let Some(f) = live {
-        out.figures_source = "WORKFLOW".into();
-        out.quota_status = f.quota_status.to_string();
-        out.sold_qty = f.sold_qty;
-        out.reserved_qty = f.reserved_qty;
-        out.paid_qty = f.paid_qty;
-        out.threshold_status = f.threshold_status.to_string();
-        out.batch_status = f.batch_status.to_string();
-        out.batch_id = f.batch_id.to_string();
-        out.phase = f.phase.to_string();
-        out.final_paid_qty = f.final_paid_qty.unwrap_or(0);
-        out.work_order_id = f
-            .work_order_id
-            .as_ref()
-            .map(|w| w.to_string())
-            .unwrap_or_default();
     }
-    out
 }
 
-/// A window with its listings; `live[i]` overlays listing i's figures when present.
-pub fn sell_window(w: &SellWindowRow, live: &[Option<ListingFigures>]) -> pb::SellWindow {
+/// A window with its listings as their rows hold them.
+pub fn sell_window(w: &SellWindowRow) -> pb::SellWindow {
     pb::SellWindow {
         id: w.id.to_string(),
         name: w.name.clone(),
         close_at: Some(ts(w.close_at.0)),
-        listings: w
-            .listings
-            .iter()
-            .enumerate()
-            .map(|(i, l)| listing(l, live.get(i).and_then(Option::as_ref)))
-            .collect(),
+        listings: w.listings.iter().map(|l| listing(&w.id, l)).collect(),
         created_at: Some(ts(w.created_at.0)),
     }
 }
@@ -150,39 +126,6 @@ pub fn order(o: &OrderRow) -> pb::Order {
         payment_failed_count: o.payment_failed_count,
         last_payment_error: o.last_payment_error.clone().unwrap_or_default(),
         created_at: Some(ts(o.created_at)),
-    }
-}
-
-/// The answer to a reservation, from the workflow's view of the order.
-pub fn order_view(
-    v: &OrderView,
-    sw: &SellWindowId,
-    p: &ProductId,
-    base_url: &str,
-    at: UnixMillis,
-) -> pb::Order {
-    pb::Order {
-        id: v.order_id.to_string(),
-        sell_window_id: sw.to_string(),
-        product_id: p.to_string(),
-        customer_id: v.customer_id.to_string(),
-        qty: v.qty.get(),
-        amount: Some(money(&v.amount)),
-        status: v.status.to_string(),
-        payment_due_at: v.payment_due_at.map(|d| ts(d.0)),
-        payment_id: v
-            .payment_id
-            .as_ref()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        pay_url: v
-            .payment_id
-            .as_ref()
-            .map(|p| format!("{}/sandbox/pay/{p}", base_url.trim_end_matches('/')))
-            .unwrap_or_default(),
-        payment_failed_count: 0,
-        last_payment_error: String::new(),
-        created_at: Some(ts(at.0)),
     }
 }
 

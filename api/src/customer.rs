@@ -1,17 +1,17 @@
-//! `CustomerService`: open windows, reserving (coalesced, idempotent), and a customer's own
-//! orders and notifications. A customer sees only their own orders.
+//! `CustomerService`: open windows, reserving (the reserve transaction, idempotent), and a
+//! customer's own orders and notifications. A customer sees only their own orders.
 
 use crate::app::State;
-use crate::convert::{self, now_ms};
+use crate::convert;
 use crate::error::ApiError;
-use crate::idempotency::Answer;
+use crate::listing_calls::{Within, too_late, update_listing};
 use crate::metrics::{Metrics, Stage};
 use crate::pb::{self, customer_service_server::CustomerService};
-use crate::updates::{Within, too_late, update_listing};
-use sellwindow_activities::lists::{NotificationFilter, Order, OrderFilter};
-use sellwindow_activities::queries::SellWindowRow;
 use sellwindow_domain::*;
-use sellwindow_workflows::ListingWorkflow;
+use sellwindow_store::lists::{NotificationFilter, Order, OrderFilter};
+use sellwindow_store::queries::SellWindowRow;
+use sellwindow_store::reserve::ReserveRequest;
+use sellwindow_workflows::SellWindow;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -37,31 +37,15 @@ impl State {
         Ok(w)
     }
 
-    async fn listing_close_at(
-        &self,
-        sw: &SellWindowId,
-        p: &ProductId,
-    ) -> Result<UnixMillis, ApiError> {
-        let key = (sw.to_string(), p.to_string());
-        if let Some(at) = self.listing_close.lock().expect("cache lock").get(&key) {
-            return Ok(*at);
-        }
-        let close_at = self.require_listing(sw, p).await?.close_at;
-        let mut cache = self.listing_close.lock().expect("cache lock");
-        if cache.len() > 100_000 {
-            cache.clear();
-        }
-        cache.insert(key, close_at);
-        Ok(close_at)
-    }
-
     async fn reserve(
         &self,
         customer: CustomerId,
         r: pb::ReserveOrderRequest,
     ) -> Result<pb::Order, ApiError> {
-        let sw = SellWindowId::parse(r.sell_window_id)?;
-        let p = ProductId::parse(r.product_id)?;
+        let listing = ListingKey {
+            sell_window_id: SellWindowId::parse(r.sell_window_id)?,
+            product_id: ProductId::parse(r.product_id)?,
+        };
         let qty = Qty::new(r.qty)?;
         let key = r.idempotency_key.trim().to_string();
         if key.is_empty() || key.len() > 128 {
@@ -69,86 +53,33 @@ impl State {
                 DomainError::invalid("idempotency_key", "must be 1 to 128 characters").into(),
             );
         }
-        let workflow_id = listing_workflow_id(&sw, &p);
-        if self.coalescer.is_full(&workflow_id) {
+        // A full queue is refused before anything else is done: under a flood, refusals stay
+        // cheap and quick.
+        if self.reservations.is_full() {
             return Err(ApiError::Overloaded(
-                "this listing has too many reservations waiting; retry shortly".into(),
+                "too many reservations are waiting; retry shortly".into(),
             ));
         }
-        let request_hash = reservation_hash(&sw, &p, qty);
-        let first = self
-            .metrics
-            .timed(
-                Stage::AnswerLookup,
-                self.answers.first_answer(&customer, &key),
-            )
-            .await?;
-        if let Some((hash, answer)) = first {
-            if hash != request_hash {
-                return Err(DomainError::invalid(
-                    "idempotency_key",
-                    "was already used for a different reservation",
-                )
-                .into());
-            }
-            return answer.into_result();
-        }
-        if now_ms() >= self.listing_close_at(&sw, &p).await? {
-            // The workflow refuses too; this spares a finished workflow the call.
-            return Err(ApiError::Precondition("the sell window is closed".into()));
-        }
-        let order_id = OrderId::for_request(&sw, &p, &customer, &key);
-        let item = ReserveItem {
-            order_id: order_id.clone(),
-            customer_id: customer.clone(),
+        let request = ReserveRequest {
+            listing,
+            customer_id: customer,
             qty,
-            answer_key: Some(AnswerKey {
-                idempotency_key: key.clone(),
-                request_hash: request_hash.clone(),
-            }),
+            idempotency_key: key,
         };
-        let at = now_ms();
-        let reserved = self
+        let answer = self
             .metrics
-            .timed(Stage::Coalesced, self.coalescer.reserve(&workflow_id, item));
-        let answer = match reserved.await {
-            Ok(ReserveOutcome::Reserved(view)) => {
-                // The write that recorded the order stored it as this key's first answer.
+            .timed(Stage::Reserve, self.reservations.reserve(request))
+            .await?;
+        match answer {
+            Ok(order) => {
                 Metrics::inc(&self.metrics.reservations_accepted);
-                return Ok(convert::order_view(
-                    &view,
-                    &sw,
-                    &p,
-                    &self.cfg.public_base_url,
-                    at,
-                ));
+                Ok(convert::order(&order))
             }
-            Ok(ReserveOutcome::Refused { refusal, .. }) => {
+            Err(refusal) => {
                 Metrics::inc(&self.metrics.reservations_refused);
-                match refusal {
-                    Refusal::NotEnoughQuota { available } => {
-                        Answer::Exhausted(format!("not enough quota: {available} units left"))
-                    }
-                    Refusal::CustomerLimit { limit, held } => Answer::Exhausted(format!(
-                        "over the per-customer limit of {limit} (you hold {held})"
-                    )),
-                    Refusal::WindowClosed { phase } => {
-                        Answer::Precondition(format!("the sell window is closed ({phase})"))
-                    }
-                    // Nothing was taken: no answer is stored, a retry may succeed.
-                    Refusal::NotRecorded { reason } => return Err(ApiError::Unavailable(reason)),
-                }
+                Err(refusal.into())
             }
-            Err(ApiError::Precondition(m)) => Answer::Precondition(m),
-            Err(e) => return Err(e),
-        };
-        let kept = self
-            .answers
-            .keep_first(&customer, &key, &request_hash, &answer);
-        self.metrics
-            .timed(Stage::AnswerSave, kept)
-            .await?
-            .into_result()
+        }
     }
 }
 
@@ -184,7 +115,7 @@ impl State {
             update_listing(
                 &self.client,
                 &workflow_id,
-                || ListingWorkflow::retry_payment,
+                || SellWindow::retry_payment,
                 input,
                 deadline,
             )
@@ -194,21 +125,14 @@ impl State {
             update_listing(
                 &self.client,
                 &workflow_id,
-                || ListingWorkflow::cancel_order,
+                || SellWindow::cancel_order,
                 input,
                 deadline,
             )
             .await
             .map(|w| matches!(w, Within::Done(_)))
         };
-        let done = done.map_err(|e| match e {
-            // The listing's workflow has finished: nothing about the order can change now.
-            ApiError::NotFound(m) if m.starts_with("no such listing") => {
-                ApiError::Precondition(format!("order {id} can no longer change"))
-            }
-            other => other,
-        })?;
-        if !done {
+        if !done? {
             return Err(too_late("the change to the order"));
         }
         let o = self

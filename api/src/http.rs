@@ -14,10 +14,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use sellwindow_domain::*;
-use sellwindow_workflows::ListingWorkflow;
+use sellwindow_store::queries::PaymentRow;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use temporalio_client::WorkflowSignalOptions;
 
 /// Largest callback body accepted.
 pub const MAX_CALLBACK_BYTES: usize = 16 * 1024;
@@ -136,122 +135,40 @@ fn wrong_amount(cb: &CallbackBody, expected: &Money) -> Option<String> {
     })
 }
 
+/// Answers a refused callback and counts it as rejected.
+fn reject(s: &State, code: StatusCode, msg: &str) -> Response {
+    Metrics::inc(&s.metrics.callbacks_rejected);
+    reply(code, msg)
+}
+
+/// The payment provider's callback: verified, read, recorded once, then handed to its listing.
 async fn callback(AxState(s): AxState<Arc<State>>, headers: HeaderMap, body: Bytes) -> Response {
-    let reject = |code, msg: &str| {
-        Metrics::inc(&s.metrics.callbacks_rejected);
-        reply(code, msg)
-    };
-    let Some(sig) = headers.get("x-signature").and_then(|v| v.to_str().ok()) else {
-        return reject(StatusCode::UNAUTHORIZED, "missing X-Signature");
-    };
-    if let Err(e) = signature::verify(&s.cfg.callback_secret, sig, &body, now_ms().0 / 1000) {
-        return reject(StatusCode::UNAUTHORIZED, &e.to_string());
+    if let Err(e) = check_signature(&s.cfg.callback_secret, &headers, &body) {
+        return reject(&s, StatusCode::UNAUTHORIZED, &e);
     }
     let (cb, result) = match parse_callback(&body) {
-        Ok(x) => x,
+        Ok(parsed) => parsed,
         Err(e) => {
             tracing::error!(error = %e, "a signed callback could not be read");
-            return reject(StatusCode::BAD_REQUEST, &e);
+            return reject(&s, StatusCode::BAD_REQUEST, &e);
         }
     };
-    let payment = match s.store.payment(&result.payment_id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return reject(StatusCode::NOT_FOUND, "unknown payment"),
-        Err(e) => {
-            tracing::warn!(error = %e, "callback lookup failed");
-            return reply(StatusCode::SERVICE_UNAVAILABLE, "try again");
-        }
+    let payment = match payment_of(&s, &result).await {
+        Ok(payment) => payment,
+        Err(answer) => return answer,
     };
-    if payment.order_id != result.order_id {
-        return reject(
-            StatusCode::BAD_REQUEST,
-            "payment does not belong to that order",
-        );
-    }
     if let Some(said) = wrong_amount(&cb, &payment.amount) {
-        // Not the order's amount: never counted. Recorded, and the admin told, once.
-        return match s
-            .store
-            .record_mismatched_callback(&result, &said, &payment.amount, now_ms())
-            .await
-        {
-            Ok(_) => {
-                Metrics::inc(&s.metrics.callbacks_rejected);
-                reply(
-                    StatusCode::OK,
-                    "recorded: the amount is not the order's; not counted",
-                )
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "callback not recorded");
-                reply(StatusCode::SERVICE_UNAVAILABLE, "try again")
-            }
-        };
+        return record_wrong_amount(&s, &result, &said, &payment.amount).await;
     }
     let listing = ListingKey {
         sell_window_id: payment.sell_window_id.clone(),
         product_id: payment.product_id.clone(),
     };
-    match s.store.record_callback(&result, &listing, now_ms()).await {
-        Ok(true) => {}
-        Ok(false) => {
-            Metrics::inc(&s.metrics.callbacks_duplicate);
-            return reply(StatusCode::OK, "duplicate event; already applied");
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "callback not recorded");
-            return reply(StatusCode::SERVICE_UNAVAILABLE, "try again");
-        }
+    if let Err(answer) = record_once(&s, &result, &listing).await {
+        return answer;
     }
-    let tell = async {
-        match s.store.listing_workflow_type(&listing).await {
-            Ok(Some(t)) if t == "SellWindowWorkflow" => {
-                signal_first_shape(&s, &listing, &result).await
-            }
-            Ok(_) => s.pokes.poke(&listing.workflow_id()).await,
-            Err(e) => Err(ApiError::Unavailable(e.to_string())),
-        }
-    };
-    // Recorded already: a provider retrying after a 503 finds it and tells the listing again.
-    let handed = tokio::time::timeout(s.cfg.rpc_deadline, tell)
-        .await
-        .unwrap_or_else(|_| Err(crate::updates::too_late("telling the listing")));
-    match handed {
-        Ok(()) => {}
-        Err(ApiError::NotFound(_)) => {
-            // The listing finished (past its settling period): nothing can apply this payment
-            // any more. Tell the admin to refund it by hand, and the provider to stop.
-            let message = format!(
-                "Payment {} for order {} ({}) arrived after its sell window had closed: refund it manually.",
-                result.payment_id, result.order_id, payment.amount
-            );
-            let alert = (result.outcome == PaymentOutcome::Succeeded).then_some((
-                &result.order_id,
-                &result.payment_id,
-                message.as_str(),
-            ));
-            let note = "the listing had finished: not applied";
-            if let Err(e) = s
-                .store
-                .flag_callback(&result.event_id, note, alert, now_ms())
-                .await
-            {
-                tracing::warn!(error = %e, "late callback not recorded");
-                return reply(StatusCode::SERVICE_UNAVAILABLE, "try again");
-            }
-            if alert.is_some() {
-                tracing::error!(payment = %result.payment_id, "payment after the listing closed: refund it manually");
-            }
-            return reject(
-                StatusCode::CONFLICT,
-                "the sell window has closed; the payment is not applied",
-            );
-        }
-        Err(e) => {
-            // Not marked as handed over: the provider's retry will try again.
-            tracing::warn!(error = %e, payment = %result.payment_id, "listing not told");
-            return reply(StatusCode::SERVICE_UNAVAILABLE, "try again");
-        }
+    if let Err(answer) = tell_listing(&s, &result, &payment, &listing).await {
+        return answer;
     }
     let _ = s
         .store
@@ -261,26 +178,133 @@ async fn callback(AxState(s): AxState<Arc<State>>, headers: HeaderMap, body: Byt
     reply(StatusCode::OK, "accepted")
 }
 
-/// Listings of the first shape take each outcome as a signal of its own.
-async fn signal_first_shape(
+/// Checks the provider's signature over the body; the error says what is wrong.
+fn check_signature(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+    let sig = headers
+        .get("x-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("missing X-Signature")?;
+    signature::verify(secret, sig, body, now_ms().0 / 1000).map_err(|e| e.to_string())
+}
+
+/// The payment the callback is about, which must belong to the order it names.
+async fn payment_of(s: &State, result: &PaymentResult) -> Result<PaymentRow, Response> {
+    let payment = match s.store.payment(&result.payment_id).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(reject(s, StatusCode::NOT_FOUND, "unknown payment")),
+        Err(e) => {
+            tracing::warn!(error = %e, "callback lookup failed");
+            return Err(reply(StatusCode::SERVICE_UNAVAILABLE, "try again"));
+        }
+    };
+    if payment.order_id != result.order_id {
+        return Err(reject(
+            s,
+            StatusCode::BAD_REQUEST,
+            "payment does not belong to that order",
+        ));
+    }
+    Ok(payment)
+}
+
+/// Not the order's amount: never counted. Recorded, and the admin told, once.
+async fn record_wrong_amount(
     s: &State,
-    listing: &ListingKey,
     result: &PaymentResult,
-) -> Result<(), ApiError> {
-    s.client
-        .get_workflow_handle::<ListingWorkflow>(listing.workflow_id())
-        .signal(
-            ListingWorkflow::payment_result,
-            result.clone(),
-            WorkflowSignalOptions::default(),
-        )
+    said: &str,
+    expected: &Money,
+) -> Response {
+    match s
+        .store
+        .record_mismatched_callback(result, said, expected, now_ms())
         .await
-        .map_err(|e| match e {
-            temporalio_client::errors::WorkflowInteractionError::NotFound(_) => {
-                ApiError::NotFound("the listing's workflow has finished".into())
-            }
-            other => ApiError::Unavailable(other.to_string()),
-        })
+    {
+        Ok(_) => {
+            Metrics::inc(&s.metrics.callbacks_rejected);
+            reply(
+                StatusCode::OK,
+                "recorded: the amount is not the order's; not counted",
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "callback not recorded");
+            reply(StatusCode::SERVICE_UNAVAILABLE, "try again")
+        }
+    }
+}
+
+/// Records the callback against its listing; an event recorded before is answered as applied.
+async fn record_once(
+    s: &State,
+    result: &PaymentResult,
+    listing: &ListingKey,
+) -> Result<(), Response> {
+    match s.store.record_callback(result, listing, now_ms()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            Metrics::inc(&s.metrics.callbacks_duplicate);
+            Err(reply(StatusCode::OK, "duplicate event; already applied"))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "callback not recorded");
+            Err(reply(StatusCode::SERVICE_UNAVAILABLE, "try again"))
+        }
+    }
+}
+
+/// Tells the listing's workflow a recorded callback is waiting, within the call deadline.
+async fn tell_listing(
+    s: &State,
+    result: &PaymentResult,
+    payment: &PaymentRow,
+    listing: &ListingKey,
+) -> Result<(), Response> {
+    let workflow_id = listing.workflow_id();
+    let tell = s.pokes.poke(&workflow_id);
+    // Recorded already: a provider retrying after a 503 finds it and tells the listing again.
+    let handed = tokio::time::timeout(s.cfg.rpc_deadline, tell)
+        .await
+        .unwrap_or_else(|_| Err(crate::listing_calls::too_late("telling the listing")));
+    match handed {
+        Ok(()) => Ok(()),
+        Err(ApiError::Finished) => Err(refuse_after_close(s, result, payment).await),
+        Err(e) => {
+            // Not marked as handed over: the provider's retry will try again.
+            tracing::warn!(error = %e, payment = %result.payment_id, "listing not told");
+            Err(reply(StatusCode::SERVICE_UNAVAILABLE, "try again"))
+        }
+    }
+}
+
+/// The listing finished (past its settling period): nothing can apply this payment any more.
+/// Tells the admin to refund it by hand, and the provider to stop.
+async fn refuse_after_close(s: &State, result: &PaymentResult, payment: &PaymentRow) -> Response {
+    let message = format!(
+        "Payment {} for order {} ({}) arrived after its sell window had closed: refund it manually.",
+        result.payment_id, result.order_id, payment.amount
+    );
+    let alert = (result.outcome == PaymentOutcome::Succeeded).then_some((
+        &result.order_id,
+        &result.payment_id,
+        message.as_str(),
+    ));
+    let note = "the listing had finished: not applied";
+    if let Err(e) = s
+        .store
+        .flag_callback(&result.event_id, note, alert, now_ms())
+        .await
+    {
+        tracing::warn!(error = %e, "late callback not recorded");
+        return reply(StatusCode::SERVICE_UNAVAILABLE, "try again");
+    }
+    if alert.is_some() {
+        tracing::error!(payment = %result.payment_id, "payment after the listing closed: refund it manually");
+    }
+    reject(
+        s,
+        StatusCode::CONFLICT,
+        "the sell window has closed; the payment is not applied",
+    )
 }
 
 fn escape(s: &str) -> String {

@@ -1,5 +1,5 @@
-//! What both services read: a window with its listings' live figures (from their workflows),
-//! and the paged lists (sell windows, orders, notifications) with their filters parsed from the
+//! What both services read: a window with its listings' figures (from their quota rows), and
+//! the paged lists (sell windows, orders, notifications) with their filters parsed from the
 //! requests and the page tokens around them.
 
 use crate::app::State;
@@ -7,10 +7,8 @@ use crate::convert::{self, now_ms};
 use crate::error::ApiError;
 use crate::paging;
 use crate::pb;
-use sellwindow_activities::lists::{NotificationFilter, OrderFilter};
 use sellwindow_domain::*;
-use sellwindow_workflows::ListingWorkflow;
-use temporalio_client::WorkflowQueryOptions;
+use sellwindow_store::lists::{NotificationFilter, OrderFilter};
 
 /// An optional id: empty means not given.
 pub fn optional<T>(
@@ -38,44 +36,18 @@ pub fn order_status(raw: &str) -> Result<Option<OrderStatus>, ApiError> {
 }
 
 impl State {
-    /// The live figures of a listing from its workflow, if it answers quickly.
-    pub async fn live_figures(&self, workflow_id: &str) -> Option<ListingFigures> {
-        let handle = self
-            .client
-            .get_workflow_handle::<ListingWorkflow>(workflow_id);
-        let q = handle.query(
-            ListingWorkflow::figures,
-            (),
-            WorkflowQueryOptions::default(),
-        );
-        match tokio::time::timeout(std::time::Duration::from_secs(3), q).await {
-            Ok(Ok(f)) => Some(f),
-            _ => None,
-        }
-    }
-
-    pub async fn sell_window_pb(
-        &self,
-        id: &SellWindowId,
-        live: bool,
-    ) -> Result<pb::SellWindow, ApiError> {
+    /// A window with its listings' figures as their quota rows hold them (the arbiter's own
+    /// figures, never a workflow's copy).
+    pub async fn sell_window_pb(&self, id: &SellWindowId) -> Result<pb::SellWindow, ApiError> {
         let w = self
             .store
             .sell_window(id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("sell window {id} not found")))?;
-        let mut figures = Vec::new();
-        for l in &w.listings {
-            figures.push(if live {
-                self.live_figures(&l.workflow_id).await
-            } else {
-                None
-            });
-        }
-        Ok(convert::sell_window(&w, &figures))
+        Ok(convert::sell_window(&w))
     }
 
-    /// Windows as stored (no workflow queries: lists stay fast), a page at a time.
+    /// Windows as stored, a page at a time.
     pub async fn list_windows(
         &self,
         open_only: bool,
@@ -86,11 +58,7 @@ impl State {
         let p = paging::request(page_size, page_token, &filters)?;
         let page = self.store.sell_windows(open_only, now_ms(), &p).await?;
         Ok(pb::ListSellWindowsResponse {
-            sell_windows: page
-                .items
-                .iter()
-                .map(|w| convert::sell_window(w, &[]))
-                .collect(),
+            sell_windows: page.items.iter().map(convert::sell_window).collect(),
             next_page_token: paging::next_token(page.next, &filters),
         })
     }

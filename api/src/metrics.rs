@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     pub reservations_accepted: AtomicU64,
     pub reservations_refused: AtomicU64,
-    pub reserve_updates: AtomicU64,
-    pub reserve_update_retries: AtomicU64,
+    /// Reserve transactions committed, and the reservations they carried.
+    pub reserve_batches: AtomicU64,
+    pub reserve_batched: AtomicU64,
     pub callbacks_accepted: AtomicU64,
     pub callbacks_rejected: AtomicU64,
     pub callbacks_duplicate: AtomicU64,
@@ -18,30 +19,19 @@ pub struct Metrics {
 /// The steps of a reservation in the API, timed so the bench can show where the time goes.
 #[derive(Debug, Clone, Copy)]
 pub enum Stage {
-    /// Looking up the idempotency key's first answer.
-    AnswerLookup,
-    /// Waiting in the listing's lane for an update slot, then the update itself.
-    Coalesced,
-    /// One reserve update (a whole batch), as the API sees it.
-    Update,
-    /// Storing the first answer.
-    AnswerSave,
+    /// A reservation from its call to its answer: waiting for the next transaction, then it.
+    Reserve,
+    /// One reserve transaction (a whole batch), from its first statement to its commit.
+    Transaction,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 4] = [
-        Stage::AnswerLookup,
-        Stage::Coalesced,
-        Stage::Update,
-        Stage::AnswerSave,
-    ];
+    pub const ALL: [Stage; 2] = [Stage::Reserve, Stage::Transaction];
 
     fn name(self) -> &'static str {
         match self {
-            Stage::AnswerLookup => "answer_lookup",
-            Stage::Coalesced => "coalesced",
-            Stage::Update => "update",
-            Stage::AnswerSave => "answer_save",
+            Stage::Reserve => "reserve",
+            Stage::Transaction => "transaction",
         }
     }
 }
@@ -56,6 +46,12 @@ pub struct StageTimer {
 impl Metrics {
     pub fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A reserve transaction of `n` reservations committed.
+    pub fn batch(&self, n: usize) {
+        Self::inc(&self.reserve_batches);
+        self.reserve_batched.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Runs `f` and adds its duration to `stage`.
@@ -82,14 +78,14 @@ impl Metrics {
                 &self.reservations_refused,
             ),
             (
-                "sellwindow_reserve_updates_total",
-                "Coalesced reserve updates sent to workflows.",
-                &self.reserve_updates,
+                "sellwindow_reserve_transactions_total",
+                "Reserve transactions committed (each carries every reservation waiting).",
+                &self.reserve_batches,
             ),
             (
-                "sellwindow_reserve_update_retries_total",
-                "Reserve updates retried after a transient failure.",
-                &self.reserve_update_retries,
+                "sellwindow_reserve_transaction_reservations_total",
+                "Reservations the reserve transactions carried.",
+                &self.reserve_batched,
             ),
             (
                 "sellwindow_payment_callbacks_accepted_total",

@@ -6,8 +6,8 @@
 use crate::error::ApiError;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sellwindow_activities::lists::{Cursor, PageRequest};
 use sellwindow_domain::DomainError;
+use sellwindow_store::lists::{Cursor, PageRequest};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

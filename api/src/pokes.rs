@@ -6,14 +6,14 @@
 //! takes 10,000 a run, cannot end a run while signals keep coming, and fails a workflow task
 //! that has more than 100 events buffered behind it).
 
+use crate::batch::Batcher;
 use crate::error::ApiError;
-use crate::grouped::Grouped;
-use sellwindow_workflows::ListingWorkflow;
+use sellwindow_workflows::SellWindow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use temporalio_client::{Client, WorkflowSignalOptions};
 
-type Lane = Arc<Grouped<(), ()>>;
+type Lane = Arc<Batcher<(), ()>>;
 
 /// At least this long between two pokes of one listing from one API process.
 const POKE_GAP: std::time::Duration = std::time::Duration::from_millis(50);
@@ -31,7 +31,7 @@ impl Pokes {
         }
     }
 
-    /// Returns once a poke sent after this call reached the listing's workflow. `NotFound`:
+    /// Returns once a poke sent after this call reached the listing's workflow. `Finished`:
     /// the workflow has finished.
     pub async fn poke(&self, workflow_id: &str) -> Result<(), ApiError> {
         self.lane(workflow_id).call(()).await
@@ -39,18 +39,18 @@ impl Pokes {
 
     fn lane(&self, workflow_id: &str) -> Lane {
         let mut lanes = self.lanes.lock().expect("pokes lock");
-        crate::coalescer::drop_idle(&mut lanes);
+        drop_idle(&mut lanes);
         lanes
             .entry(workflow_id.to_string())
             .or_insert_with(|| {
                 let (client, workflow_id) = (self.client.clone(), workflow_id.to_string());
-                Arc::new(Grouped::spawn(usize::MAX, 1, move |waiting: Vec<()>| {
+                Arc::new(Batcher::spawn(usize::MAX, 1, move |waiting: Vec<()>| {
                     let (client, workflow_id) = (client.clone(), workflow_id.clone());
                     async move {
                         client
-                            .get_workflow_handle::<ListingWorkflow>(&workflow_id)
+                            .get_workflow_handle::<SellWindow>(&workflow_id)
                             .signal(
-                                ListingWorkflow::payments_waiting,
+                                SellWindow::payments_waiting,
                                 (),
                                 WorkflowSignalOptions::default(),
                             )
@@ -58,9 +58,7 @@ impl Pokes {
                             .map_err(|e| match e {
                                 temporalio_client::errors::WorkflowInteractionError::NotFound(
                                     _,
-                                ) => {
-                                    ApiError::NotFound("the listing's workflow has finished".into())
-                                }
+                                ) => ApiError::Finished,
                                 other => ApiError::Unavailable(other.to_string()),
                             })?;
                         // The lane sends one poke at a time: this pause spaces them out.
@@ -70,5 +68,16 @@ impl Pokes {
                 }))
             })
             .clone()
+    }
+}
+
+/// Lanes kept before idle ones (nobody waiting on them) are dropped.
+const LANES_KEPT: usize = 1_024;
+
+/// Drops the lanes nobody is waiting on once many are kept (a lane's runner ends with it; a
+/// poke it is sending finishes first).
+fn drop_idle(lanes: &mut HashMap<String, Lane>) {
+    if lanes.len() >= LANES_KEPT {
+        lanes.retain(|_, lane| Arc::strong_count(lane) > 1);
     }
 }

@@ -4,23 +4,36 @@ use std::collections::BTreeMap;
 
 pub const USAGE: &str = "\
 usage:
-  bench reserve  [--customers 64,256,512] [--seconds 20] [--warmup 1] [--repeat 1]
+  bench reserve  [--customers 64,256,512] [--seconds 20] [--warmup 1] [--repeat 1] [--apis 1]
                  [--baseline-clients 2,8,32,64] [--baseline-seconds 4] [--no-baseline]
+                 one hot listing per level; per level: reservations/s, p50/p95/p99, errors,
+                 oversold, CPU µs per reservation (API + worker + Temporal + PostgreSQL; the
+                 load client apart), history events per reservation, Temporal server cores,
+                 reservations per reserve transaction and its mean time, and the rate against
+                 pgbench's best on the app's schema and on a bare two-table schema.
                  --repeat N runs each level N times, each on a fresh listing, and reports
                  the median with the lowest and highest (one run varies by ±10% here)
+                 --apis 1,3 runs each level with one API process and with three (the stack
+                 starts the most; a level with fewer leaves the rest idle), interleaved, and
+                 prints the three-API median against the one-API median of the same run
   bench finalize [--orders 10000] [--customers 256] [--paid-percent 90] [--close-in SECS]
   bench listings [--listings 50] [--customers-per-listing 8] [--seconds 10] [--warmup 1]
+                 total reservations/s against pgbench on a quota row at random of as many
+                 rows (both schemas), the worst listing's p99, history events and CPU per
+                 reservation; also 1 listing with as many customers each, and 1 with them all
   bench endings  [--orders 100000]   every ending of a listing that size, timed and checked
   bench overload [--customers 5000] [--seconds 20]   far past capacity: bounded memory,
                  refusals answered at once, nothing oversold
   bench growth   [--orders 1000000] [--customers 256] [--paid-percent 10]   one listing to
-                 that size (reserve, confirm, pay, close): the hand-over pause, the bytes a
-                 run carries and the worker's peak RSS at 1%, 10% and 100% of it
+                 that size (reserve, confirm, pay, close): at 1%, 10% and 100% of it the
+                 reserving rate and p99, the runs and the bytes a run carries, the worker's
+                 and the API's peak RSS
   bench smoke    (same as `bench --smoke`): all of them, tiny and quick, on SQLite (CI)
 common options:
   --store postgres|sqlite   the app's store (default postgres; sqlite with --smoke)
   --postgres-url URL        default postgres://postgres@127.0.0.1:5432/postgres; scratch
-                            databases sw_bench_<pid> and sw_bench_app_<pid> are made and dropped
+                            databases sw_bench_<pid>, sw_bench_bare_<pid> (the baseline) and
+                            sw_bench_app_<pid> (the app) are made and dropped
   --json FILE               write every figure as JSON
   --smoke                   tiny N and ~2 s phases; skips the baseline if PostgreSQL is down
   --cap N                   the reserve listings' cap (default 1000000, the largest allowed)
@@ -29,9 +42,10 @@ common options:
   --in-process              run the API and the worker inside the bench process (the smoke run
                             does); by default they run as their own processes, the `starter`
                             binary beside the bench's (cargo build --release --bins)
-  --apis N                  N API processes share the worker, the database and Temporal, the
+  --apis N[,M…]             API processes sharing the worker, the database and Temporal, the
                             customers' connections spread over them (default 1; the scale-out
-                            shape; not with --in-process)";
+                            shape; not with --in-process). The stack runs the most given;
+                            `reserve` runs each level with each count, the others use them all";
 
 const FLAGS: &[&str] = &["smoke", "no-baseline", "keep-going", "help", "in-process"];
 
@@ -171,6 +185,22 @@ impl Args {
                 Ok(StoreKind::Postgres)
             }
         }
+    }
+
+    /// The API process counts asked for (`--apis 1,3`), in the order given, at least 1 each.
+    pub fn apis(&self) -> anyhow::Result<Vec<usize>> {
+        let mut apis = self.list("apis", &[1])?;
+        anyhow::ensure!(
+            !apis.is_empty() && apis.iter().all(|a| *a >= 1),
+            "--apis needs counts of at least 1"
+        );
+        let mut seen = Vec::new();
+        apis.retain(|a| {
+            let new = !seen.contains(a);
+            seen.push(*a);
+            new
+        });
+        Ok(apis)
     }
 
     /// Everything given, for the JSON report.

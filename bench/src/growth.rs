@@ -1,15 +1,15 @@
 //! `bench growth`: one listing driven to N orders (1,000,000 by default): reserve, then
 //! confirm, pay 10% by signed callbacks, close. At 1%, 10% and all of N it reports what must
-//! not grow with the listing: the pause a hand-over gives reservations, the bytes a run
-//! carries to the next, and the worker's peak resident memory. A mark before the last keeps
-//! reserving past it until the listing has handed over once more, so each mark times a
-//! hand-over of a listing that size. Not a test: at 1M orders it takes about half an hour.
+//! not grow with the listing: the bytes a run carries to the next (the workflow holds figures,
+//! never orders), the worker's and the API's peak resident memory; and what may (the reserving
+//! rate and p99 as the one `orders` table grows, the runs the listing has handed over to).
+//! Reservations never wait on the workflow, so a hand-over pauses none of them. Not a test: at
+//! 1M orders it takes many minutes.
 
 use crate::args::Args;
 use crate::endings::{self, check, confirm, listing, pay, until_phase, wait_close};
 use crate::load::{self, LoadSpec};
 use crate::report::Report;
-use crate::runs::analyse_runs;
 use crate::stack::Stack;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -20,24 +20,27 @@ use std::time::Duration;
 pub struct GrowthMark {
     /// Orders in the listing when measured.
     pub orders: u64,
-    /// Hand-overs so far, and the pause of the latest (updates turned away, ms).
-    pub hand_overs: usize,
-    pub hand_over_pause_ms: f64,
-    /// The slowest reservation answered since the previous mark (ms).
+    /// Runs of the listing's workflow so far (each hand-over starts one).
+    pub runs: usize,
+    /// Its history events so far, per order.
+    pub history_events_per_order: f64,
+    /// Reserving since the previous mark: the slowest answer, p99 and rate.
     pub reserve_latency_max_ms: f64,
     pub reserve_p99_ms: f64,
     pub reserved_per_sec: f64,
-    /// What the current run was started with (the hand-over's payload), in bytes.
-    pub carried_bytes: usize,
-    /// The worker process's peak resident memory so far (MiB).
+    /// What the current run was handed over (its start payload), in bytes, once the listing
+    /// has handed over at least once.
+    pub carried_bytes: Option<usize>,
+    /// The worker's and the API's peak resident memory so far (MiB; 0 in-process).
     pub worker_peak_rss_mib: f64,
+    pub api_peak_rss_mib: f64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct GrowthResult {
     pub orders: u64,
     pub marks: Vec<GrowthMark>,
-    /// Last mark ÷ first mark, per figure (the target: at most 1.5).
+    /// Last mark ÷ first mark, per figure that must stay flat (the target: at most 1.5).
     pub growth: BTreeMap<String, f64>,
     pub confirm_seconds: f64,
     pub paid: u64,
@@ -60,79 +63,24 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
     println!(
         "\ngrowth: one listing to {n} orders from {customers} customers, marks {marks:?}, then confirm, pay {paid}, close (close_at in {close_in:.0} s)"
     );
-    let l = listing(
-        stack,
-        "growth",
-        n as u32,
-        1,
-        false,
-        Duration::from_secs_f64(close_in),
-    )
-    .await?;
+    let close_in = Duration::from_secs_f64(close_in);
+    let l = listing(stack, "growth", n as u32, 1, false, close_in).await?;
     let clients = stack.connections(customers, 1).await?;
     let mut out = Vec::new();
     let mut reserved = 0u64;
-    let mut segment = 0usize;
-    for (i, &mark) in marks.iter().enumerate() {
-        let last = i + 1 == marks.len();
-        let before = analyse_runs(stack, &l.workflow_id).await?.hand_overs.len();
-        let mut lat = load::LatencySummary::default();
-        let mut rate = (0u64, 0.0f64);
-        let mut step = mark - reserved;
-        let hand_overs = loop {
-            segment += 1;
-            let r = reserve(&clients, &l, step, customers, segment).await;
-            anyhow::ensure!(
-                r.errors_total == 0,
-                "growth: reservations failed: {:?} {:?}",
-                r.errors,
-                r.error_samples
-            );
-            reserved += r.reservations_ok_total;
-            lat.max_ms = lat.max_ms.max(r.latency.max_ms);
-            lat.p99_ms = lat.p99_ms.max(r.latency.p99_ms);
-            rate = (rate.0 + r.reservations_ok_total, rate.1 + r.total_seconds);
-            let runs = analyse_runs(stack, &l.workflow_id).await?;
-            // Before the last mark: keep going until this size has handed over once (not in
-            // the smoke run: a listing of a few hundred orders never hands over).
-            if last || args.smoke || runs.hand_overs.len() > before || reserved >= n {
-                break runs.hand_overs;
-            }
-            step = (n / 100).clamp(1_000, 5_000).min(n - reserved);
-        };
-        let cost = sellwindow_api::history::cost(
-            &stack.client,
-            &stack.cfg.temporal_namespace,
-            &l.workflow_id,
-        )
-        .await?;
-        let m = GrowthMark {
-            orders: reserved,
-            hand_overs: hand_overs.len(),
-            hand_over_pause_ms: hand_overs.last().map_or(0.0, |g| g.total_ms),
-            reserve_latency_max_ms: lat.max_ms,
-            reserve_p99_ms: lat.p99_ms,
-            reserved_per_sec: rate.0 as f64 / rate.1.max(1e-9),
-            carried_bytes: cost.carried_bytes_per_run.last().copied().unwrap_or(0),
-            worker_peak_rss_mib: stack.peak_rss_mib().get("worker").copied().unwrap_or(0.0),
-        };
-        println!(
-            "  {:>8} orders: {} hand-overs, the latest turned reservations away {:.0} ms · slowest reservation {:.0} ms (p99 {:.0}) at {:.0}/s · carried {} bytes · worker peak RSS {:.1} MiB",
-            m.orders,
-            m.hand_overs,
-            m.hand_over_pause_ms,
-            m.reserve_latency_max_ms,
-            m.reserve_p99_ms,
-            m.reserved_per_sec,
-            m.carried_bytes,
-            m.worker_peak_rss_mib
+    for (i, &size) in marks.iter().enumerate() {
+        let r = reserve(&clients, &l, size - reserved, customers, i).await;
+        anyhow::ensure!(
+            r.errors_total == 0,
+            "growth: reservations failed: {:?} {:?}",
+            r.errors,
+            r.error_samples
         );
+        reserved += r.reservations_ok_total;
+        let m = mark(stack, &l, reserved, &r).await?;
+        print_mark(&m);
         out.push(m);
-        if reserved >= n {
-            break;
-        }
     }
-
     let confirm_seconds = confirm(stack, &l, reserved).await?;
     println!("  confirm → {reserved} payment rows in {confirm_seconds:.1} s");
     let pay_seconds = pay(stack, &l, paid as usize).await?;
@@ -168,6 +116,58 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
     Ok(())
 }
 
+/// The listing at `orders` orders, after reserving `r` since the last mark.
+async fn mark(
+    stack: &Stack,
+    l: &endings::Listing,
+    orders: u64,
+    r: &load::LoadResult,
+) -> anyhow::Result<GrowthMark> {
+    let cost =
+        sellwindow_api::history::cost(&stack.client, &stack.cfg.temporal_namespace, &l.workflow_id)
+            .await?;
+    let rss = stack.peak_rss_mib();
+    let api_rss = rss
+        .iter()
+        .filter(|(name, _)| name.starts_with("api"))
+        .map(|(_, v)| *v)
+        .fold(0.0, f64::max);
+    Ok(GrowthMark {
+        orders,
+        runs: cost.events_per_run.len(),
+        history_events_per_order: cost.events_per_run.iter().sum::<usize>() as f64
+            / orders.max(1) as f64,
+        reserve_latency_max_ms: r.latency.max_ms,
+        reserve_p99_ms: r.latency.p99_ms,
+        reserved_per_sec: r.reservations_per_sec,
+        carried_bytes: cost
+            .carried_bytes_per_run
+            .last()
+            .copied()
+            .filter(|_| cost.carried_bytes_per_run.len() > 1),
+        worker_peak_rss_mib: rss.get("worker").copied().unwrap_or(0.0),
+        api_peak_rss_mib: api_rss,
+    })
+}
+
+fn print_mark(m: &GrowthMark) {
+    println!(
+        "  {:>8} orders: reserving {:.0}/s, p99 {:.0} ms, slowest {:.0} ms · {} run(s), {:.4} history events per order · a run carries {} · peak RSS worker {:.1} MiB, API {:.1} MiB",
+        m.orders,
+        m.reserved_per_sec,
+        m.reserve_p99_ms,
+        m.reserve_latency_max_ms,
+        m.runs,
+        m.history_events_per_order,
+        m.carried_bytes
+            .map_or("nothing yet (no hand-over)".to_string(), |b| format!(
+                "{b} bytes"
+            )),
+        m.worker_peak_rss_mib,
+        m.api_peak_rss_mib
+    );
+}
+
 /// Reserves `count` more orders on the listing.
 async fn reserve(
     clients: &[sellwindow_testkit::ApiClient],
@@ -177,11 +177,7 @@ async fn reserve(
     segment: usize,
 ) -> load::LoadResult {
     let spec = LoadSpec {
-        targets: vec![load::Target {
-            sell_window_id: l.sw.clone(),
-            product_id: l.p.clone(),
-            workflow_id: l.workflow_id.clone(),
-        }],
+        targets: vec![l.target()],
         customers_per_target: customers,
         warmup: Duration::ZERO,
         measure: Duration::from_secs(6 * 3600),
@@ -203,18 +199,21 @@ fn growth_of(marks: &[GrowthMark]) -> BTreeMap<String, f64> {
         (false, false) => 1.0,
         (false, true) => f64::INFINITY,
     };
+    // The bytes a hand-over carries, between the first and the last mark that had one.
+    let mut carried = marks.iter().filter_map(|m| m.carried_bytes);
+    let carried = match (carried.next(), carried.next_back()) {
+        (Some(a), Some(b)) => ratio(a as f64, b as f64),
+        _ => 1.0,
+    };
     BTreeMap::from([
-        (
-            "hand-over pause".to_string(),
-            ratio(first.hand_over_pause_ms, last.hand_over_pause_ms),
-        ),
-        (
-            "carried bytes".to_string(),
-            ratio(first.carried_bytes as f64, last.carried_bytes as f64),
-        ),
+        ("carried bytes".to_string(), carried),
         (
             "worker peak RSS".to_string(),
             ratio(first.worker_peak_rss_mib, last.worker_peak_rss_mib),
+        ),
+        (
+            "API peak RSS".to_string(),
+            ratio(first.api_peak_rss_mib, last.api_peak_rss_mib),
         ),
     ])
 }

@@ -99,9 +99,19 @@ pub struct LoadResult {
     pub error_latency: LatencySummary,
     /// The same for refusals answered inside the measured window only (as `latency` is).
     pub error_latency_in_window: LatencySummary,
+    /// Each target's p99 inside the measured window (ms), in the targets' order.
+    pub per_target_p99_ms: Vec<f64>,
+}
+
+impl LoadResult {
+    /// The worst target's p99 (ms): the listing served worst.
+    pub fn worst_target_p99_ms(&self) -> f64 {
+        self.per_target_p99_ms.iter().copied().fold(0.0, f64::max)
+    }
 }
 
 struct CustomerOutcome {
+    target: usize,
     lat: Latencies,
     error_lat: Latencies,
     error_lat_window: Latencies,
@@ -110,6 +120,109 @@ struct CustomerOutcome {
     errors: BTreeMap<String, u64>,
     samples: BTreeMap<String, String>,
     per_second: Vec<u64>,
+}
+
+/// One simulated customer's loop and what it needs.
+struct Customer {
+    api: ApiClient,
+    target: Target,
+    index: usize,
+    id: String,
+    tag: String,
+    start: Instant,
+    warm_end: Instant,
+    end: Instant,
+    stop_after: Option<u64>,
+    succeeded: Arc<AtomicU64>,
+}
+
+impl Customer {
+    async fn run(self, target_index: usize) -> CustomerOutcome {
+        let token = self.api.customer_token(&self.id);
+        let mut svc = self.api.customer();
+        let mut out = CustomerOutcome {
+            target: target_index,
+            lat: Latencies::default(),
+            error_lat: Latencies::default(),
+            error_lat_window: Latencies::default(),
+            in_window: 0,
+            ok_total: 0,
+            errors: BTreeMap::new(),
+            samples: BTreeMap::new(),
+            per_second: Vec::new(),
+        };
+        let mut seq = 0u64;
+        loop {
+            let t0 = Instant::now();
+            if t0 >= self.end {
+                break;
+            }
+            if let Some(n) = self.stop_after
+                && self.succeeded.fetch_add(1, Ordering::SeqCst) >= n
+            {
+                break;
+            }
+            seq += 1;
+            let req = ApiClient::req(
+                pb::ReserveOrderRequest {
+                    sell_window_id: self.target.sell_window_id.clone(),
+                    product_id: self.target.product_id.clone(),
+                    qty: 1,
+                    idempotency_key: format!("{}-{}-{seq}", self.tag, self.id),
+                },
+                &token,
+            );
+            let r = svc.reserve_order(req).await;
+            let t1 = Instant::now();
+            let in_window = t1 >= self.warm_end && t1 <= self.end;
+            match r {
+                Ok(_) => {
+                    out.ok_total += 1;
+                    let sec = (t1 - self.start).as_secs() as usize;
+                    if out.per_second.len() <= sec {
+                        out.per_second.resize(sec + 1, 0);
+                    }
+                    out.per_second[sec] += 1;
+                    if in_window {
+                        out.in_window += 1;
+                        out.lat.push(t1 - t0);
+                    }
+                }
+                Err(status) => {
+                    out.error_lat.push(t1 - t0);
+                    if in_window {
+                        out.error_lat_window.push(t1 - t0);
+                    }
+                    self.refused(&mut out, &status, seq).await;
+                }
+            }
+        }
+        out
+    }
+
+    /// Counts a refusal and waits before the next call: as a gRPC client with a retry policy
+    /// does, what the server asks (jittered, so refused customers do not return in step), else
+    /// a little, never spinning on a failing path.
+    async fn refused(&self, out: &mut CustomerOutcome, status: &tonic::Status, seq: u64) {
+        if self.stop_after.is_some() {
+            // The ticket was not used: give it back.
+            self.succeeded.fetch_sub(1, Ordering::SeqCst);
+        }
+        let code = format!("{:?}", status.code());
+        *out.errors.entry(code.clone()).or_insert(0) += 1;
+        out.samples
+            .entry(code)
+            .or_insert_with(|| status.message().to_string());
+        let pushback_ms = status
+            .metadata()
+            .get("grpc-retry-pushback-ms")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let wait_ms = match pushback_ms {
+            Some(ms) => ms / 2 + (self.index as u64 * 7919 + seq * 104_729) % ms.max(1),
+            None => 20,
+        };
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+    }
 }
 
 pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
@@ -121,105 +234,58 @@ pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
     let mut k = 0usize;
     for (t, target) in spec.targets.iter().enumerate() {
         for c in 0..spec.customers_per_target {
-            let api = clients[k % clients.len()].clone();
+            let customer = Customer {
+                api: clients[k % clients.len()].clone(),
+                target: target.clone(),
+                index: c,
+                id: format!("cus-{}-{t}-{c}", spec.tag),
+                tag: spec.tag.clone(),
+                start,
+                warm_end,
+                end,
+                stop_after: spec.stop_after,
+                succeeded: succeeded.clone(),
+            };
             k += 1;
-            let target = target.clone();
-            let customer = format!("cus-{}-{t}-{c}", spec.tag);
-            let tag = spec.tag.clone();
-            let stop_after = spec.stop_after;
-            let succeeded = succeeded.clone();
-            tasks.push(tokio::spawn(async move {
-                let token = api.customer_token(&customer);
-                let mut svc = api.customer();
-                let mut out = CustomerOutcome {
-                    lat: Latencies::default(),
-                    error_lat: Latencies::default(),
-                    error_lat_window: Latencies::default(),
-                    in_window: 0,
-                    ok_total: 0,
-                    errors: BTreeMap::new(),
-                    samples: BTreeMap::new(),
-                    per_second: Vec::new(),
-                };
-                let mut seq = 0u64;
-                loop {
-                    let t0 = Instant::now();
-                    if t0 >= end {
-                        break;
-                    }
-                    if let Some(n) = stop_after
-                        && succeeded.fetch_add(1, Ordering::SeqCst) >= n
-                    {
-                        break;
-                    }
-                    seq += 1;
-                    let req = ApiClient::req(
-                        pb::ReserveOrderRequest {
-                            sell_window_id: target.sell_window_id.clone(),
-                            product_id: target.product_id.clone(),
-                            qty: 1,
-                            idempotency_key: format!("{tag}-{customer}-{seq}"),
-                        },
-                        &token,
-                    );
-                    let r = svc.reserve_order(req).await;
-                    let t1 = Instant::now();
-                    match r {
-                        Ok(_) => {
-                            out.ok_total += 1;
-                            let sec = (t1 - start).as_secs() as usize;
-                            if out.per_second.len() <= sec {
-                                out.per_second.resize(sec + 1, 0);
-                            }
-                            out.per_second[sec] += 1;
-                            if t1 >= warm_end && t1 <= end {
-                                out.in_window += 1;
-                                out.lat.push(t1 - t0);
-                            }
-                        }
-                        Err(status) => {
-                            out.error_lat.push(t1 - t0);
-                            if t1 >= warm_end && t1 <= end {
-                                out.error_lat_window.push(t1 - t0);
-                            }
-                            if stop_after.is_some() {
-                                // The ticket was not used: give it back.
-                                succeeded.fetch_sub(1, Ordering::SeqCst);
-                            }
-                            let code = format!("{:?}", status.code());
-                            *out.errors.entry(code.clone()).or_insert(0) += 1;
-                            out.samples
-                                .entry(code)
-                                .or_insert_with(|| status.message().to_string());
-                            // As a gRPC client with a retry policy does: wait what the
-                            // server asks (jittered, so refused customers do not return in
-                            // step), else a little, never spinning on a failing path.
-                            let pushback_ms = status
-                                .metadata()
-                                .get("grpc-retry-pushback-ms")
-                                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                            let wait_ms = match pushback_ms {
-                                Some(ms) => ms / 2 + (c as u64 * 7919 + seq * 104_729) % ms.max(1),
-                                None => 20,
-                            };
-                            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-                        }
-                    }
-                }
-                out
-            }));
+            tasks.push(tokio::spawn(customer.run(t)));
         }
     }
-    let mut result = LoadResult::default();
-    let mut lat = Latencies::default();
-    let mut error_lat = Latencies::default();
-    let mut error_lat_window = Latencies::default();
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    let mut panicked = 0;
     for t in tasks {
-        let Ok(o) = t.await else {
-            *result.errors.entry("TaskPanicked".into()).or_insert(0) += 1;
-            continue;
-        };
-        lat.merge(o.lat);
+        match t.await {
+            Ok(o) => outcomes.push(o),
+            Err(_) => panicked += 1,
+        }
+    }
+    let mut result = merge(outcomes, spec.targets.len());
+    if panicked > 0 {
+        result.errors.insert("TaskPanicked".into(), panicked);
+    }
+    result.total_seconds = start.elapsed().as_secs_f64();
+    result.errors_total = result.errors.values().sum();
+    result.window_seconds = if spec.stop_after.is_some() {
+        result.total_seconds
+    } else {
+        spec.measure.as_secs_f64()
+    };
+    if spec.stop_after.is_some() {
+        // Finalize mode: no window, every answer counts.
+        result.reservations_in_window = result.reservations_ok_total;
+    }
+    result.reservations_per_sec = result.reservations_in_window as f64 / result.window_seconds;
+    result
+}
+
+/// Every customer's outcome in one result (its latencies summarised, per target too).
+fn merge(outcomes: Vec<CustomerOutcome>, targets: usize) -> LoadResult {
+    let mut result = LoadResult::default();
+    let mut per_target: Vec<Latencies> = vec![Latencies::default(); targets];
+    let (mut error_lat, mut error_lat_window) = (Latencies::default(), Latencies::default());
+    for o in outcomes {
+        if let Some(t) = per_target.get_mut(o.target) {
+            t.merge(o.lat);
+        }
         error_lat.merge(o.error_lat);
         error_lat_window.merge(o.error_lat_window);
         result.reservations_in_window += o.in_window;
@@ -237,18 +303,11 @@ pub async fn run(clients: &[ApiClient], spec: &LoadSpec) -> LoadResult {
             result.per_second[i] += n;
         }
     }
-    result.total_seconds = start.elapsed().as_secs_f64();
-    result.errors_total = result.errors.values().sum();
-    result.window_seconds = if spec.stop_after.is_some() {
-        result.total_seconds
-    } else {
-        spec.measure.as_secs_f64()
-    };
-    if spec.stop_after.is_some() {
-        // Finalize mode: no window, every answer counts.
-        result.reservations_in_window = result.reservations_ok_total;
+    result.per_target_p99_ms = per_target.iter().map(|l| l.summary().p99_ms).collect();
+    let mut lat = Latencies::default();
+    for t in per_target {
+        lat.merge(t);
     }
-    result.reservations_per_sec = result.reservations_in_window as f64 / result.window_seconds;
     result.latency = lat.summary();
     result.error_latency = error_lat.summary();
     result.error_latency_in_window = error_lat_window.summary();

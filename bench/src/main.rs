@@ -1,7 +1,7 @@
 //! `bench`: measures the reserve path of sellwindow against the seed's own design, in one run.
 //!
 //! ```text
-//! bench reserve  [--customers 64,256,512] [--seconds 20] [--warmup 1] [--repeat 1]
+//! bench reserve  [--customers 64,256,512] [--seconds 20] [--warmup 1] [--repeat 1] [--apis 1,3]
 //!                [--baseline-clients 2,8,32,64] [--baseline-seconds 4] [--no-baseline]
 //! bench finalize [--orders 10000] [--customers 256] [--paid-percent 90] [--close-in SECS]
 //! bench listings [--listings 50] [--customers-per-listing 8] [--seconds 10] [--warmup 1]
@@ -16,20 +16,29 @@
 //! By default the shape users deploy: the API (`starter`) and the worker run as their own release
 //! processes beside this binary, against the Temporal dev server (the project-installed CLI,
 //! default limits) and PostgreSQL, with the load from this process, one HTTP/2 connection per
-//! customer (`--clients-per-connection N` to share). With `--in-process` (the smoke run's shape)
-//! the worker and the API run on runtimes of their own inside this process (threads `sw-worker`,
-//! `sw-api`) beside the load (`sw-load`). Either way the
-//! CPU each part used can be told apart (`cpu.rs`). The exit status is non-zero only when a
-//! check fails: oversell, the database and the workflow disagreeing, lost answers, or errors.
+//! customer (`--clients-per-connection N` to share). A reservation is the API's: every
+//! reservation waiting in an API process goes into one database transaction where the
+//! listing's quota row arbitrates, and the listing's workflow hears of it by a coalesced
+//! progress signal; so the bench reports what a reservation costs the whole system (CPU per
+//! reservation over the API, the worker, the Temporal server and PostgreSQL, the load client
+//! apart; history events per reservation) against PostgreSQL's own `pgbench` running the
+//! seed's row-lock reserve, measured in the same run on the app's schema and on a bare
+//! two-table one (`baseline/`). With `--in-process` (the smoke run's shape) the worker and the
+//! API run on runtimes of their own inside this process (threads `sw-worker`, `sw-api`) beside
+//! the load (`sw-load`). Either way the CPU each part used can be told apart (`cpu.rs`). The
+//! exit status is non-zero only when a check fails: oversell, the database and the workflow
+//! disagreeing once quiet, lost answers, unbalanced books, or errors.
 
 mod args;
 mod baseline;
+mod check;
 mod cpu;
 mod endings;
 mod finalize;
 mod growth;
 mod listings;
 mod load;
+mod metrics;
 mod overload;
 mod pgstats;
 mod processes;
@@ -115,35 +124,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
     );
 
     // The baseline runs before anything else is started, so nothing competes with it.
-    // `listings` compares with the same transaction spread over as many quota rows as listings.
-    if ["reserve", "listings", "smoke"].contains(&args.command.as_str()) {
-        if args.flag("no-baseline") {
-            println!("baseline: skipped (--no-baseline)");
-        } else if !pg_up {
-            if args.smoke {
-                println!("baseline: skipped, PostgreSQL is unreachable at {pg}");
-            } else {
-                anyhow::bail!(
-                    "PostgreSQL is unreachable at {pg} (the baseline needs it; --no-baseline skips it)"
-                );
-            }
-        } else {
-            let clients = args.list(
-                "baseline-clients",
-                if args.smoke { &[2, 8] } else { &[2, 8, 32, 64] },
-            )?;
-            let secs = args.float("baseline-seconds", if args.smoke { 1.0 } else { 4.0 })?;
-            let rows = match args.command.as_str() {
-                "listings" => listings::most(&args)?,
-                _ => 1,
-            };
-            let b = baseline::run(&pg, &clients, secs, rows)
-                .await
-                .context("baseline")?;
-            report::print_baseline(&b);
-            report.baseline = Some(b);
-        }
-    }
+    report.baseline = baseline_of(&args, &pg, pg_up).await?;
 
     // As deployed: the API and the worker as their own processes (the smoke run keeps them
     // in-process, so CI needs no extra binaries).
@@ -152,30 +133,15 @@ async fn run(args: Args) -> anyhow::Result<Report> {
     } else {
         stack::Shape::Processes
     };
-    let apis = args.int("apis", 1)? as usize;
+    let apis = args.apis()?.into_iter().max().unwrap_or(1);
+    anyhow::ensure!(
+        apis == 1 || shape == stack::Shape::Processes,
+        "--apis past 1 needs the API as processes (not --in-process or --smoke)"
+    );
     let stack = stack::Stack::start(store_kind, &pg, shape, apis)
         .await
         .context("starting the stack")?;
-    let result = async {
-        match args.command.as_str() {
-            "reserve" => reserve::run(&stack, &args, &mut report).await,
-            "finalize" => finalize::run(&stack, &args, &mut report).await,
-            "endings" => endings::run(&stack, &args, &mut report).await,
-            "listings" => listings::run(&stack, &args, &mut report).await,
-            "overload" => overload::run(&stack, &args, &mut report).await,
-            "growth" => growth::run(&stack, &args, &mut report).await,
-            "smoke" => {
-                reserve::run(&stack, &args, &mut report).await?;
-                finalize::run(&stack, &args, &mut report).await?;
-                listings::run(&stack, &args, &mut report).await?;
-                overload::run(&stack, &args, &mut report).await?;
-                growth::run(&stack, &args, &mut report).await?;
-                endings::run(&stack, &args, &mut report).await
-            }
-            other => anyhow::bail!("unknown command {other}"),
-        }
-    }
-    .await;
+    let result = dispatch(&stack, &args, &mut report).await;
     stack.stop().await;
     result?;
     report.wall_seconds = started.elapsed().as_secs_f64();
@@ -185,4 +151,62 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         println!("figures written to {path}");
     }
     Ok(report)
+}
+
+/// pgbench's baseline, for the commands that compare with it: `listings` with the same
+/// transaction spread over as many quota rows as listings.
+async fn baseline_of(
+    args: &Args,
+    pg: &str,
+    pg_up: bool,
+) -> anyhow::Result<Option<baseline::Baseline>> {
+    if !["reserve", "listings", "smoke"].contains(&args.command.as_str()) {
+        return Ok(None);
+    }
+    if args.flag("no-baseline") {
+        println!("baseline: skipped (--no-baseline)");
+        return Ok(None);
+    }
+    if !pg_up {
+        anyhow::ensure!(
+            args.smoke,
+            "PostgreSQL is unreachable at {pg} (the baseline needs it; --no-baseline skips it)"
+        );
+        println!("baseline: skipped, PostgreSQL is unreachable at {pg}");
+        return Ok(None);
+    }
+    let clients = args.list(
+        "baseline-clients",
+        if args.smoke { &[2, 8] } else { &[2, 8, 32, 64] },
+    )?;
+    let secs = args.float("baseline-seconds", if args.smoke { 1.0 } else { 4.0 })?;
+    let rows = match args.command.as_str() {
+        "listings" => listings::most(args)?,
+        _ => 1,
+    };
+    let b = baseline::run(pg, &clients, secs, rows)
+        .await
+        .context("baseline")?;
+    report::print_baseline(&b);
+    Ok(Some(b))
+}
+
+async fn dispatch(stack: &stack::Stack, args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    match args.command.as_str() {
+        "reserve" => reserve::run(stack, args, report).await,
+        "finalize" => finalize::run(stack, args, report).await,
+        "endings" => endings::run(stack, args, report).await,
+        "listings" => listings::run(stack, args, report).await,
+        "overload" => overload::run(stack, args, report).await,
+        "growth" => growth::run(stack, args, report).await,
+        "smoke" => {
+            reserve::run(stack, args, report).await?;
+            finalize::run(stack, args, report).await?;
+            listings::run(stack, args, report).await?;
+            overload::run(stack, args, report).await?;
+            growth::run(stack, args, report).await?;
+            endings::run(stack, args, report).await
+        }
+        other => anyhow::bail!("unknown command {other}"),
+    }
 }

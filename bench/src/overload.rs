@@ -5,9 +5,9 @@
 //! nothing crashes and nothing oversells.
 
 use crate::args::Args;
+use crate::check::{consistent, targets};
 use crate::load::{self, LatencySummary, LoadSpec};
 use crate::report::Report;
-use crate::reserve::{consistent, targets};
 use crate::stack::Stack;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -56,7 +56,7 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         tag: "overload".into(),
         stop_after: None,
     };
-    let sampler = crate::cpu::Sampler::window(stack.pids(), spec.warmup, spec.measure);
+    let sampler = crate::cpu::Sampler::window(stack.parts(), spec.warmup, spec.measure);
     let result = load::run(&clients, &spec).await;
     let cpu_cores = sampler.finish().await;
     // Refusals are the point here; only the other answers, oversell and lost orders fail.
@@ -70,8 +70,11 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         }
     }
     let peak_rss_mib = stack.peak_rss_mib();
-    if stack.pids().len() < 3 && !args.flag("in-process") && !args.smoke {
-        report.fail("overload: a process of the stack is gone".to_string());
+    let gone = stack.processes_gone();
+    if !gone.is_empty() {
+        report.fail(format!(
+            "overload: processes of the stack are gone: {gone:?}"
+        ));
     }
     let out = OverloadResult {
         customers,
@@ -85,6 +88,12 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         peak_rss_mib,
         cpu_cores,
     };
+    print(&out);
+    report.overload = Some(out);
+    Ok(())
+}
+
+fn print(out: &OverloadResult) {
     println!(
         "  reserved {:.0}/s · answered p50 {:.1} / p99 {:.1} ms · refused {} in the window (p50 {:.1} / p99 {:.1} / max {:.1} ms), {} in the whole run (p99 {:.1} / max {:.1} ms) {:?}",
         out.reserved_per_sec,
@@ -103,6 +112,4 @@ pub async fn run(stack: &Stack, args: &Args, report: &mut Report) -> anyhow::Res
         "  peak RSS (MiB): {:?} · CPU (cores): {:?}",
         out.peak_rss_mib, out.cpu_cores
     );
-    report.overload = Some(out);
-    Ok(())
 }

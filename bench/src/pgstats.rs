@@ -29,8 +29,8 @@ pub struct PgWork {
     pub wal_fsyncs_per_reservation: f64,
 }
 
-pub async fn sample(store: &sellwindow_activities::Store) -> Option<PgSample> {
-    if store.backend() != sellwindow_activities::store::Backend::Postgres {
+pub async fn sample(store: &sellwindow_store::Store) -> Option<PgSample> {
+    if store.backend() != sellwindow_store::Backend::Postgres {
         return None;
     }
     let r = sqlx::query(
@@ -57,7 +57,7 @@ pub async fn sample(store: &sellwindow_activities::Store) -> Option<PgSample> {
 
 /// The counters `before` → now, per reservation.
 pub async fn after(
-    store: &sellwindow_activities::Store,
+    store: &sellwindow_store::Store,
     before: Option<PgSample>,
     reservations: u64,
 ) -> Option<PgWork> {

@@ -95,7 +95,7 @@ pub async fn wait_temporal_ready(
 ) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     while start.elapsed() < timeout {
-        let h = client.get_workflow_handle::<sellwindow_workflows::ListingWorkflow>("probe");
+        let h = client.get_workflow_handle::<sellwindow_workflows::SellWindow>("probe");
         let probe =
             tokio::time::timeout(Duration::from_secs(5), h.describe(Default::default())).await;
         if let Ok(Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_))) = probe {

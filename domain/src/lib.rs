@@ -1,5 +1,5 @@
 //! Domain vocabulary shared by the workflows, the activities and the API: ids, quantities, money,
-//! statuses, and the messages that cross the workflow boundary. Values here can only be built
+//! statuses, refusals, and the messages that cross the workflow boundary. Values here can only be built
 //! valid ("parse, don't validate"), so the rest of the code never re-checks them.
 
 pub mod error;
@@ -7,6 +7,7 @@ pub mod facts;
 pub mod ids;
 pub mod messages;
 pub mod money;
+pub mod refusal;
 pub mod status;
 
 pub use error::DomainError;
@@ -14,6 +15,7 @@ pub use facts::*;
 pub use ids::*;
 pub use messages::*;
 pub use money::{Currency, Money};
+pub use refusal::Refusal;
 pub use status::*;
 
 use serde::{Deserialize, Serialize};

@@ -137,48 +137,20 @@ impl Config {
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let or = |k: &str, d: &str| get(k).filter(|v| !v.is_empty()).unwrap_or_else(|| d.into());
-        let addr = |k: &'static str, d: &str| -> Result<SocketAddr, ConfigError> {
-            or(k, d)
-                .parse()
-                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid(k, e.to_string()))
-        };
-        let env = match get("SELLWINDOW_ENV").filter(|v| !v.is_empty()).as_deref() {
-            Some("development" | "dev") => Env::Development,
-            Some("production" | "prod") => Env::Production,
-            Some(other) => return Err(ConfigError::Invalid("SELLWINDOW_ENV", other.into())),
-            // Fail closed: the development secrets are public, so they apply unasked only
-            // where nobody else can connect.
-            None => {
-                let loopback = addr("GRPC_ADDR", DEFAULT_GRPC_ADDR)?.ip().is_loopback()
-                    && addr("HTTP_ADDR", DEFAULT_HTTP_ADDR)?.ip().is_loopback();
-                if !loopback {
-                    return Err(ConfigError::Unsafe);
-                }
-                Env::Development
-            }
-        };
-        let secret = |k: &'static str, dev: &str| -> Result<String, ConfigError> {
-            match (get(k).filter(|v| !v.is_empty()), env) {
-                (Some(v), Env::Production) if v.len() < 32 || v == dev => {
-                    Err(ConfigError::MissingSecret(k))
-                }
-                (Some(v), _) => Ok(v),
-                (None, Env::Development) => Ok(dev.to_string()),
-                (None, Env::Production) => Err(ConfigError::MissingSecret(k)),
-            }
-        };
-        let http_addr = addr("HTTP_ADDR", DEFAULT_HTTP_ADDR)?;
-        let public_base_url = or("PUBLIC_BASE_URL", &format!("http://{http_addr}"));
+        let get = &get;
+        let env = environment(get)?;
+        let http_addr = address(get, "HTTP_ADDR", DEFAULT_HTTP_ADDR)?;
+        let public_base_url = or_default(get, "PUBLIC_BASE_URL", &format!("http://{http_addr}"));
         Ok(Self {
             env,
-            database_url: or("DATABASE_URL", "sqlite://data/sellwindow.db?mode=rwc"),
-            temporal_address: or("TEMPORAL_ADDRESS", "http://127.0.0.1:7233"),
-            temporal_namespace: or("TEMPORAL_NAMESPACE", "default"),
-            task_queue: or("TEMPORAL_TASK_QUEUE", "sellwindow"),
-            grpc_addr: addr("GRPC_ADDR", DEFAULT_GRPC_ADDR)?,
+            database_url: or_default(get, "DATABASE_URL", "sqlite://data/sellwindow.db?mode=rwc"),
+            temporal_address: or_default(get, "TEMPORAL_ADDRESS", "http://127.0.0.1:7233"),
+            temporal_namespace: or_default(get, "TEMPORAL_NAMESPACE", "default"),
+            task_queue: or_default(get, "TEMPORAL_TASK_QUEUE", "sellwindow"),
+            grpc_addr: address(get, "GRPC_ADDR", DEFAULT_GRPC_ADDR)?,
             http_addr,
-            payment_callback_url: or(
+            payment_callback_url: or_default(
+                get,
                 "PAYMENT_CALLBACK_URL",
                 &format!(
                     "{}/payments/callback",
@@ -186,81 +158,160 @@ impl Config {
                 ),
             ),
             public_base_url,
-            jwt_secret: secret("JWT_SECRET", DEV_JWT_SECRET)?,
-            callback_secret: secret("PAYMENT_CALLBACK_SECRET", DEV_CALLBACK_SECRET)?,
-            notify_webhook_url: get("NOTIFY_WEBHOOK_URL").filter(|v| !v.is_empty()),
+            jwt_secret: secret(get, env, "JWT_SECRET", DEV_JWT_SECRET)?,
+            callback_secret: secret(get, env, "PAYMENT_CALLBACK_SECRET", DEV_CALLBACK_SECRET)?,
+            notify_webhook_url: set(get, "NOTIFY_WEBHOOK_URL"),
             sandbox_in_production: matches!(
                 get("PAYMENT_SANDBOX_IN_PRODUCTION").as_deref(),
                 Some("1" | "true")
             ),
-            listing_tuning: {
-                let d = sellwindow_workflows::Tuning::default();
-                let number = |key: &'static str, default: u32| -> Result<u32, ConfigError> {
-                    match get(key).filter(|v| !v.is_empty()) {
-                        None => Ok(default),
-                        Some(v) => match v.parse::<u32>() {
-                            Ok(n) if n > 0 => Ok(n),
-                            _ => Err(ConfigError::Invalid(
-                                key,
-                                format!("{v:?}: a positive number"),
-                            )),
-                        },
-                    }
-                };
-                sellwindow_workflows::Tuning {
-                    sweep_chunk: number("LISTING_SWEEP_CHUNK", d.sweep_chunk)?,
-                    handover_events: number("LISTING_HANDOVER_EVENTS", d.handover_events)?,
-                    handover_updates: number("LISTING_HANDOVER_UPDATES", d.handover_updates)?,
-                }
-            },
-            max_concurrent_calls: match get("MAX_CONCURRENT_CALLS").filter(|v| !v.is_empty()) {
-                None => 4_096,
-                Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    ConfigError::Invalid(
-                        "MAX_CONCURRENT_CALLS",
-                        format!("{v:?}: a positive number"),
-                    )
-                })?,
-            },
-            temporal_ui_url: or("TEMPORAL_UI_URL", "http://localhost:8233"),
-            jwt_issuer: get("JWT_ISSUER").filter(|v| !v.is_empty()),
-            jwt_audience: get("JWT_AUDIENCE").filter(|v| !v.is_empty()),
-            jwt_max_lifetime_secs: match get("JWT_MAX_LIFETIME_SECS").filter(|v| !v.is_empty()) {
-                None => 30 * 24 * 3600,
-                Some(v) => v.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
-                    ConfigError::Invalid("JWT_MAX_LIFETIME_SECS", format!("{v:?}: seconds"))
-                })?,
-            },
-            rpc_deadline: match get("RPC_DEADLINE_MS").filter(|v| !v.is_empty()) {
-                None => std::time::Duration::from_secs(10),
-                Some(v) => match v.parse::<u64>() {
-                    Ok(ms) if (100..=600_000).contains(&ms) => std::time::Duration::from_millis(ms),
-                    _ => {
-                        return Err(ConfigError::Invalid(
-                            "RPC_DEADLINE_MS",
-                            format!("{v:?}: milliseconds between 100 and 600000"),
-                        ));
-                    }
-                },
-            },
-            temporal_tls: temporal_tls(&get)?,
-            worker_metrics_addr: match get("WORKER_METRICS_ADDR").filter(|v| !v.is_empty()) {
-                None => None,
-                Some(v) => Some(v.parse().map_err(|e: std::net::AddrParseError| {
-                    ConfigError::Invalid("WORKER_METRICS_ADDR", e.to_string())
-                })?),
-            },
-            temporal_grpc_gzip: match get("TEMPORAL_GRPC_COMPRESSION").as_deref() {
-                None | Some("" | "none") => false,
-                Some("gzip") => true,
-                Some(other) => {
-                    return Err(ConfigError::Invalid(
-                        "TEMPORAL_GRPC_COMPRESSION",
-                        format!("{other:?}: none or gzip"),
-                    ));
-                }
-            },
+            listing_tuning: listing_tuning(get)?,
+            max_concurrent_calls: positive_number(get, "MAX_CONCURRENT_CALLS", 4_096)?,
+            temporal_ui_url: or_default(get, "TEMPORAL_UI_URL", "http://localhost:8233"),
+            jwt_issuer: set(get, "JWT_ISSUER"),
+            jwt_audience: set(get, "JWT_AUDIENCE"),
+            jwt_max_lifetime_secs: jwt_max_lifetime_secs(get)?,
+            rpc_deadline: rpc_deadline(get)?,
+            temporal_tls: temporal_tls(get)?,
+            worker_metrics_addr: worker_metrics_addr(get)?,
+            temporal_grpc_gzip: temporal_grpc_gzip(get)?,
         })
+    }
+}
+
+/// A variable's value when it is set: empty counts as unset.
+fn set(get: &impl Fn(&str) -> Option<String>, key: &str) -> Option<String> {
+    get(key).filter(|v| !v.is_empty())
+}
+
+/// A variable's value, or `default` when it is unset.
+fn or_default(get: &impl Fn(&str) -> Option<String>, key: &str, default: &str) -> String {
+    set(get, key).unwrap_or_else(|| default.into())
+}
+
+/// A listening address, `default` when unset.
+fn address(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &'static str,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
+    or_default(get, key, default)
+        .parse()
+        .map_err(|e: std::net::AddrParseError| ConfigError::Invalid(key, e.to_string()))
+}
+
+/// Development or production, as SELLWINDOW_ENV says; unset, development on loopback only.
+fn environment(get: &impl Fn(&str) -> Option<String>) -> Result<Env, ConfigError> {
+    match set(get, "SELLWINDOW_ENV").as_deref() {
+        Some("development" | "dev") => Ok(Env::Development),
+        Some("production" | "prod") => Ok(Env::Production),
+        Some(other) => Err(ConfigError::Invalid("SELLWINDOW_ENV", other.into())),
+        // Fail closed: the development secrets are public, so they apply unasked only
+        // where nobody else can connect.
+        None => {
+            let loopback = address(get, "GRPC_ADDR", DEFAULT_GRPC_ADDR)?
+                .ip()
+                .is_loopback()
+                && address(get, "HTTP_ADDR", DEFAULT_HTTP_ADDR)?
+                    .ip()
+                    .is_loopback();
+            if !loopback {
+                return Err(ConfigError::Unsafe);
+            }
+            Ok(Env::Development)
+        }
+    }
+}
+
+/// A secret: the development one may stand in only in development, and production takes
+/// neither it nor anything short.
+fn secret(
+    get: &impl Fn(&str) -> Option<String>,
+    env: Env,
+    key: &'static str,
+    dev: &str,
+) -> Result<String, ConfigError> {
+    match (set(get, key), env) {
+        (Some(v), Env::Production) if v.len() < 32 || v == dev => {
+            Err(ConfigError::MissingSecret(key))
+        }
+        (Some(v), _) => Ok(v),
+        (None, Env::Development) => Ok(dev.to_string()),
+        (None, Env::Production) => Err(ConfigError::MissingSecret(key)),
+    }
+}
+
+/// How listings cut their fan-outs and hand over; the workflows' own numbers when unset.
+fn listing_tuning(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<sellwindow_workflows::Tuning, ConfigError> {
+    let d = sellwindow_workflows::Tuning::default();
+    let number = |key, default| positive_number(get, key, default);
+    Ok(sellwindow_workflows::Tuning {
+        sweep_chunk: number("LISTING_SWEEP_CHUNK", d.sweep_chunk)?,
+        handover_events: number("LISTING_HANDOVER_EVENTS", d.handover_events)?,
+        handover_updates: number("LISTING_HANDOVER_UPDATES", d.handover_updates)?,
+        handover_signals: number("LISTING_HANDOVER_SIGNALS", d.handover_signals)?,
+    })
+}
+
+/// A count that must be positive; `default` when unset.
+fn positive_number<T: std::str::FromStr + PartialOrd + Default>(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match set(get, key) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<T>()
+            .ok()
+            .filter(|n| *n > T::default())
+            .ok_or_else(|| ConfigError::Invalid(key, format!("{v:?}: a positive number"))),
+    }
+}
+
+fn jwt_max_lifetime_secs(get: &impl Fn(&str) -> Option<String>) -> Result<u64, ConfigError> {
+    match set(get, "JWT_MAX_LIFETIME_SECS") {
+        None => Ok(30 * 24 * 3600),
+        Some(v) => v.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+            ConfigError::Invalid("JWT_MAX_LIFETIME_SECS", format!("{v:?}: seconds"))
+        }),
+    }
+}
+
+fn rpc_deadline(get: &impl Fn(&str) -> Option<String>) -> Result<std::time::Duration, ConfigError> {
+    match set(get, "RPC_DEADLINE_MS") {
+        None => Ok(std::time::Duration::from_secs(10)),
+        Some(v) => match v.parse::<u64>() {
+            Ok(ms) if (100..=600_000).contains(&ms) => Ok(std::time::Duration::from_millis(ms)),
+            _ => Err(ConfigError::Invalid(
+                "RPC_DEADLINE_MS",
+                format!("{v:?}: milliseconds between 100 and 600000"),
+            )),
+        },
+    }
+}
+
+fn worker_metrics_addr(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    match set(get, "WORKER_METRICS_ADDR") {
+        None => Ok(None),
+        Some(v) => Ok(Some(v.parse().map_err(|e: std::net::AddrParseError| {
+            ConfigError::Invalid("WORKER_METRICS_ADDR", e.to_string())
+        })?)),
+    }
+}
+
+fn temporal_grpc_gzip(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+    match get("TEMPORAL_GRPC_COMPRESSION").as_deref() {
+        None | Some("" | "none") => Ok(false),
+        Some("gzip") => Ok(true),
+        Some(other) => Err(ConfigError::Invalid(
+            "TEMPORAL_GRPC_COMPRESSION",
+            format!("{other:?}: none or gzip"),
+        )),
     }
 }
 

@@ -5,7 +5,7 @@
 //! `payment.refunded` event; a charge the shop could not count (another amount, or a listing that
 //! had finished) is flagged to the admin, never silently dropped.
 
-use crate::provider::Ledger;
+use crate::provider::{Ledger, ProviderEvent};
 use sqlx::AnyPool;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -101,14 +101,45 @@ async fn check_once(pool: &AnyPool, ledger: &Ledger, scope: &Scope) -> Result<Bo
         .into_iter()
         .filter(|(payment, _)| attempts.contains_key(payment))
         .collect();
-    // Every charge the provider made was taken in, or flagged to the admin.
+    let intake = Intake {
+        taken,
+        flagged,
+        told,
+    };
+    let (expected_charged, flagged_here) = charges_taken_in(&charges, &attempts, &intake)?;
+    let charged = charged_as_the_provider_says(&attempts, &expected_charged)?;
+    let refunded = refunded_unless_kept(&orders, &attempts, &expected_charged)?;
+    per_order(&orders, &attempts, &expected_charged)?;
+    Ok(Books {
+        orders: orders.len(),
+        charged: charged.len(),
+        refunded: refunded.len(),
+        flagged: flagged_here,
+    })
+}
+
+/// The shop's intake of the provider's callbacks: the events it took in and those it flagged
+/// (by event id), and the orders the admin was told about.
+struct Intake {
+    taken: BTreeSet<String>,
+    flagged: BTreeSet<String>,
+    told: BTreeSet<String>,
+}
+
+/// Every charge the provider made was taken in, or flagged to the admin; one taken in was
+/// counted at its attempt's amount. The charges taken in, and how many were flagged.
+fn charges_taken_in(
+    charges: &BTreeMap<String, Vec<ProviderEvent>>,
+    attempts: &BTreeMap<String, Attempt>,
+    intake: &Intake,
+) -> Result<(BTreeSet<String>, usize), String> {
     let mut expected_charged = BTreeSet::new();
     let mut flagged_here = 0;
-    for (payment, events) in &charges {
-        if events.iter().any(|e| taken.contains(&e.event_id)) {
+    for (payment, events) in charges {
+        if events.iter().any(|e| intake.taken.contains(&e.event_id)) {
             expected_charged.insert(payment.clone());
-        } else if let Some(e) = events.iter().find(|e| flagged.contains(&e.event_id)) {
-            if !told.contains(&e.order_id) {
+        } else if let Some(e) = events.iter().find(|e| intake.flagged.contains(&e.event_id)) {
+            if !intake.told.contains(&e.order_id) {
                 return Err(format!(
                     "{payment}: a charge the shop did not count, and the admin was not told"
                 ));
@@ -122,7 +153,7 @@ async fn check_once(pool: &AnyPool, ledger: &Ledger, scope: &Scope) -> Result<Bo
         }
         for e in events {
             if let Some(a) = e.amount_minor
-                && taken.contains(&e.event_id)
+                && intake.taken.contains(&e.event_id)
                 && a != attempts[payment].amount
             {
                 return Err(format!(
@@ -131,29 +162,38 @@ async fn check_once(pool: &AnyPool, ledger: &Ledger, scope: &Scope) -> Result<Bo
             }
         }
     }
-    let charged: BTreeSet<String> = attempts
-        .iter()
-        .filter(|(_, a)| a.charged)
-        .map(|(id, _)| id.clone())
-        .collect();
-    if charged != expected_charged {
+    Ok((expected_charged, flagged_here))
+}
+
+/// The attempts charged in the books, which must be those the provider charged.
+fn charged_as_the_provider_says(
+    attempts: &BTreeMap<String, Attempt>,
+    expected_charged: &BTreeSet<String>,
+) -> Result<BTreeSet<String>, String> {
+    let charged = attempts_where(attempts, |a| a.charged);
+    if charged != *expected_charged {
         return Err(format!(
             "charged in the books but not by the provider: {:?}; charged by the provider but not in the books: {:?}",
-            charged.difference(&expected_charged).collect::<Vec<_>>(),
+            charged.difference(expected_charged).collect::<Vec<_>>(),
             expected_charged.difference(&charged).collect::<Vec<_>>()
         ));
     }
+    Ok(charged)
+}
+
+/// The attempts refunded in the books, which must be every charge a PAID order did not keep.
+fn refunded_unless_kept(
+    orders: &BTreeMap<String, OrderBooks>,
+    attempts: &BTreeMap<String, Attempt>,
+    expected_charged: &BTreeSet<String>,
+) -> Result<BTreeSet<String>, String> {
     let kept: BTreeSet<String> = orders
         .values()
         .filter(|o| o.status == "PAID")
         .filter_map(|o| o.paid_by.clone())
         .collect();
     let expected_refunded: BTreeSet<String> = expected_charged.difference(&kept).cloned().collect();
-    let refunded: BTreeSet<String> = attempts
-        .iter()
-        .filter(|(_, a)| a.refunded)
-        .map(|(id, _)| id.clone())
-        .collect();
+    let refunded = attempts_where(attempts, |a| a.refunded);
     if refunded != expected_refunded {
         return Err(format!(
             "refunded without need: {:?}; charged, not kept and not refunded: {:?}",
@@ -161,13 +201,19 @@ async fn check_once(pool: &AnyPool, ledger: &Ledger, scope: &Scope) -> Result<Bo
             expected_refunded.difference(&refunded).collect::<Vec<_>>()
         ));
     }
-    per_order(&orders, &attempts, &expected_charged)?;
-    Ok(Books {
-        orders: orders.len(),
-        charged: charged.len(),
-        refunded: refunded.len(),
-        flagged: flagged_here,
-    })
+    Ok(refunded)
+}
+
+/// The ids of the attempts `holds` is true of.
+fn attempts_where(
+    attempts: &BTreeMap<String, Attempt>,
+    holds: impl Fn(&Attempt) -> bool,
+) -> BTreeSet<String> {
+    attempts
+        .iter()
+        .filter(|(_, a)| holds(a))
+        .map(|(id, _)| id.clone())
+        .collect()
 }
 
 /// Per order: charged − refunded = amount if PAID else 0; the attempt that paid was charged;

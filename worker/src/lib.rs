@@ -1,26 +1,18 @@
-//! The worker process: hosts the `SellWindow` workflow and its activities on the task queue
-//! (and the first-shape workflow, for listings that started on it).
+//! The worker process: hosts the `SellWindow` workflow and its activities on the task queue,
+//! and redelivers the notifications a sink could not deliver.
 
 use sellwindow_activities::ListingActivities;
-use sellwindow_activities::notify::{
-    NotificationSink, Redelivered, Redelivery, WebhookSink, redeliver_pending,
-};
 use sellwindow_activities::timings::WriteTimes;
-use sellwindow_activities::{Faults, LogSink, SellWindowActivities, Store};
 use sellwindow_domain::UnixMillis;
 use sellwindow_runtime::{Config, connect_temporal};
-use sellwindow_workflows::{ListingWorkflow, SellWindowWorkflow};
+use sellwindow_store::Store;
+use sellwindow_store::notify::{
+    NotificationSink, Redelivered, Redelivery, configured_sink, redeliver_pending,
+};
+use sellwindow_workflows::SellWindow;
 use std::sync::Arc;
 use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
-
-/// The configured notification sink: the webhook when one is set, else the log.
-pub fn sink(cfg: &Config) -> Arc<dyn NotificationSink> {
-    match &cfg.notify_webhook_url {
-        Some(url) => Arc::new(WebhookSink::new(url.clone())),
-        None => Arc::new(LogSink),
-    }
-}
 
 /// The worker, and the times of its writes.
 pub fn build_worker(
@@ -29,19 +21,12 @@ pub fn build_worker(
     store: Store,
     sink: Arc<dyn NotificationSink>,
     cfg: &Config,
-    faults: Arc<Faults>,
 ) -> anyhow::Result<(Worker, Arc<WriteTimes>)> {
-    // Listings that started on the first shape finish on it.
-    let first_shape =
-        SellWindowActivities::new(store.clone(), sink.clone(), cfg.public_base_url.clone())
-            .with_faults(faults.clone());
-    let listing = ListingActivities::new(store, sink, cfg.public_base_url.clone(), faults);
+    let listing = ListingActivities::new(store, sink, cfg.public_base_url.clone());
     let times = listing.times();
     let options = WorkerOptions::new(cfg.task_queue.clone())
-        .register_workflow::<ListingWorkflow>()?
-        .register_workflow::<SellWindowWorkflow>()?
+        .register_workflow::<SellWindow>()?
         .register_activities(listing)
-        .register_activities(first_shape)
         .build();
     Ok((Worker::new(runtime, client, options)?, times))
 }
@@ -51,21 +36,11 @@ pub async fn run(
     cfg: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    run_with_faults(cfg, Arc::default(), shutdown).await
-}
-
-/// [`run`] with test fault injection armed through `faults`.
-pub async fn run_with_faults(
-    cfg: Config,
-    faults: Arc<Faults>,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
     let store = Store::connect(&cfg.database_url).await?;
     let client = connect_temporal(&cfg).await?;
     let runtime = Runtime::from_current_tokio(Default::default())?;
-    let sink = sink(&cfg);
-    let (mut worker, times) =
-        build_worker(&runtime, client, store.clone(), sink.clone(), &cfg, faults)?;
+    let sink = configured_sink(cfg.notify_webhook_url.as_deref());
+    let (mut worker, times) = build_worker(&runtime, client, store.clone(), sink.clone(), &cfg)?;
     let metrics = match cfg.worker_metrics_addr {
         Some(addr) => Some(tokio::spawn(serve_metrics(
             tokio::net::TcpListener::bind(addr).await?,

@@ -1,14 +1,16 @@
-//! The listing's rules, driven without a server: the listing machine decides, a model of the
-//! store applies the order rules to its orders and attempts (as the activities do to rows) and
-//! moves its figures by each change's delta (as the activities move the quota row and the
-//! counter), and the listing adopts the figures each write answers with. After every step the
-//! quota is never oversold, the figures equal the sums over the orders, and the books
-//! balance: per order, charged minus
-//! refunded is its amount when it is PAID and zero otherwise, and only charged attempts are
-//! refunded, each once. The interleavings include outcomes out of order for any attempt
+//! The listing's rules, driven without a server: a model of the store decides reservations on
+//! its quota row with the quota rules (as the API's reserve transaction does) and applies the
+//! order rules to its orders and attempts (as the activities do to rows), moving its figures
+//! by each change's delta; the listing machine decides the saga and adopts the figures each
+//! write answers with, and those the reservations' progress signals carry, which arrive late,
+//! out of order, twice or never. After every step the quota is never oversold, the row equals
+//! the sums over the orders, nothing is reserved past a fence, and the books balance: per
+//! order, charged minus refunded is its amount when it is PAID and zero otherwise, and only
+//! charged attempts are refunded, each once. Once every signal is delivered the listing's
+//! figures equal the row's. The interleavings include outcomes out of order for any attempt
 //! (failed → succeeded, succeeded → failed, expired → succeeded, two attempts succeeding,
-//! duplicates), retries, deadlines, customer and admin cancels, close under either policy, and
-//! reservation writes that fail.
+//! duplicates), retries, deadlines, customer and admin cancels, confirm before and after the
+//! threshold, and close under either policy.
 
 use proptest::prelude::*;
 use sellwindow_domain::*;
@@ -55,14 +57,35 @@ struct Attempt {
 struct Store {
     orders: BTreeMap<OrderId, Order>,
     attempts: BTreeMap<PaymentId, Attempt>,
-    payments_open: bool,
+    /// The fences the workflow writes in the row: its phase, and closed (no reservation and
+    /// no payment from then on).
+    phase: Option<Phase>,
+    closed: bool,
     version: u64,
     threshold_reached: bool,
     /// The figures as the quota row and the counter hold them, moved by deltas.
     counted: Delta,
+    /// Orders written once the row was closed (must stay none).
+    after_close: u32,
 }
 
 impl Store {
+    fn payments_open(&self) -> bool {
+        !self.closed
+    }
+
+    /// The row as a writer finds it under the lock.
+    fn row(&self) -> QuotaRow {
+        let u = |v: i64| u32::try_from(v).expect("a counter never goes below zero");
+        QuotaRow {
+            phase: self.phase.unwrap_or(Phase::Open),
+            closed: self.closed,
+            sold: u(self.counted.sold),
+            reserved: u(self.counted.reserved),
+            threshold_reached: self.threshold_reached,
+        }
+    }
+
     /// The figures a write answers with, at the next version.
     fn figures(&mut self) -> Figures {
         self.version += 1;
@@ -153,7 +176,7 @@ impl Store {
             status: a.status,
             charged: a.charged > 0,
         };
-        match on_payment(&facts, &attempt, outcome, self.payments_open) {
+        match on_payment(&facts, &attempt, outcome, self.payments_open()) {
             OnPayment::Ignore => {}
             OnPayment::Pay => {
                 let paying = self.attempts.get_mut(payment).unwrap();
@@ -227,6 +250,36 @@ impl Store {
         Ok(())
     }
 
+    /// The row equals the sums over the orders holding quota, and never passes its cap.
+    fn row_agrees(&self, max: u32) -> Result<(), String> {
+        let row = self.row();
+        let held = self.sum(OrderStatus::holds_quota);
+        if row.sold != held
+            || row.sold > max
+            || row.reserved != self.sum(OrderStatus::counts_as_reserved)
+        {
+            return Err(format!(
+                "row sold {} reserved {} of {max} vs orders {held}",
+                row.sold, row.reserved
+            ));
+        }
+        if self.after_close > 0 {
+            return Err(format!(
+                "{} orders reserved past the close fence",
+                self.after_close
+            ));
+        }
+        Ok(())
+    }
+
+    fn sum(&self, f: fn(OrderStatus) -> bool) -> u32 {
+        self.orders
+            .values()
+            .filter(|o| f(o.status))
+            .map(|o| o.qty.get())
+            .sum()
+    }
+
     fn figures_agree(&self, l: &Listing) -> Result<(), String> {
         let sum = |f: fn(OrderStatus) -> bool| -> u32 {
             self.orders
@@ -256,7 +309,16 @@ enum Op {
         key: u8,
         customer: u8,
         qty: u32,
-        write_fails: bool,
+    },
+    /// A progress signal reaches the listing (any pending one: they arrive in any order), and
+    /// may stay pending to arrive again.
+    Deliver {
+        which: u8,
+        again: bool,
+    },
+    /// A progress signal is lost.
+    Lose {
+        which: u8,
     },
     Confirm,
     Outcome {
@@ -274,13 +336,15 @@ enum Op {
     Tick(i64),
     AdminCancel,
     Close,
-    /// The ordered lane writes the next order of the sweep in progress.
+    /// The write queue writes the next order of the sweep in progress.
     Advance,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u8..8, 0u8..3, 1u32..4, prop::bool::weighted(0.1)).prop_map(|(key, customer, qty, write_fails)| Op::Reserve { key, customer, qty, write_fails }),
+        4 => (0u8..8, 0u8..3, 1u32..4).prop_map(|(key, customer, qty)| Op::Reserve { key, customer, qty }),
+        3 => (any::<u8>(), prop::bool::weighted(0.2)).prop_map(|(which, again)| Op::Deliver { which, again }),
+        1 => any::<u8>().prop_map(|which| Op::Lose { which }),
         1 => Just(Op::Confirm),
         6 => (0u8..8, 0u8..3, 0u8..3).prop_map(|(order, attempt, outcome)| Op::Outcome { order, attempt, outcome }),
         2 => (0u8..8).prop_map(|order| Op::Retry { order }),
@@ -307,49 +371,53 @@ fn nth_order(store: &Store, n: u8) -> Option<OrderId> {
     (len > 0).then(|| store.orders.keys().nth(n as usize % len).unwrap().clone())
 }
 
-/// A reservation write, as the quota-locking activity does it.
-fn record(store: &mut Store, l: &mut Listing, orders: &[NewOrder]) {
-    let mut delta = Delta::default();
-    let limit = l.spec.per_customer_limit;
-    for o in orders {
-        if store.orders.contains_key(&o.order_id) {
-            continue; // written before: answered as it is
-        }
-        if let Some(limit) = limit {
-            let held: u32 = store
-                .orders
-                .values()
-                .filter(|x| x.customer == o.customer_id && x.status.holds_quota())
-                .map(|x| x.qty.get())
-                .sum();
-            if held + o.qty.get() > limit {
-                continue;
-            }
-        }
-        store.orders.insert(
-            o.order_id.clone(),
-            Order {
-                customer: o.customer_id.clone(),
-                qty: o.qty,
-                status: o.status,
-                due: o.payment_due_at,
-            },
-        );
-        if o.status == OrderStatus::PaymentRequested {
-            store.open_attempt(&o.order_id);
-        }
-        delta += Delta::of_move(None, o.status, o.qty);
+/// A reservation, as the API's reserve transaction makes it: decided by the quota rules on the
+/// row, written with its first payment after confirm, and told to the listing by a progress
+/// signal that is sent, not yet delivered.
+fn reserve(
+    store: &mut Store,
+    l: &Listing,
+    signals: &mut Vec<Progress>,
+    request: Request,
+    now: UnixMillis,
+) {
+    if store.orders.contains_key(&request.order_id) {
+        return; // a retry under the same key finds its first answer
     }
-    store.counted += delta;
-    let reserved: u32 = store
+    let held: BTreeMap<CustomerId, u32> = store
         .orders
         .values()
-        .filter(|o| o.status.counts_as_reserved())
-        .map(|o| o.qty.get())
-        .sum();
-    store.threshold_reached |= reserved >= l.spec.min_qty;
+        .filter(|o| o.status.holds_quota())
+        .fold(BTreeMap::new(), |mut m, o| {
+            *m.entry(o.customer.clone()).or_default() += o.qty.get();
+            m
+        });
+    let decided = quota::reserve(&l.terms(), &store.row(), &[request], &held, now);
+    let Some(o) = decided.taken().next().cloned() else {
+        return;
+    };
+    if store.closed {
+        store.after_close += 1;
+    }
+    store.orders.insert(
+        o.order_id.clone(),
+        Order {
+            customer: o.customer_id.clone(),
+            qty: o.qty,
+            status: o.status,
+            due: o.payment_due_at,
+        },
+    );
+    if o.status == OrderStatus::PaymentRequested {
+        store.open_attempt(&o.order_id);
+    }
+    store.counted += Delta::of_move(None, o.status, o.qty);
+    store.threshold_reached = decided.row.threshold_reached;
     let figures = store.figures();
-    l.recorded(orders, &figures);
+    signals.push(Progress {
+        figures,
+        next_due: o.payment_due_at,
+    });
 }
 
 /// Writes queued in the ordered lane after a decision: sweeps a chunk (here, an order) at a
@@ -417,36 +485,100 @@ impl Lane {
     }
 }
 
-fn step(store: &mut Store, l: &mut Listing, lane: &mut Lane, now: &mut UnixMillis, op: Op) {
+/// The store, the listing's workflow, its write queue, the clock and the signals on their way.
+struct World {
+    store: Store,
+    l: Listing,
+    lane: Lane,
+    now: UnixMillis,
+    signals: Vec<Progress>,
+}
+
+impl World {
+    fn new(spec: ListingSpec) -> Self {
+        Self {
+            store: Store::default(),
+            l: Listing::new(spec),
+            lane: Lane::default(),
+            now: UnixMillis(0),
+            signals: Vec::new(),
+        }
+    }
+
+    /// Every signal still on its way arrives, and the listing reads its row: it is quiet.
+    fn quiet(&mut self) {
+        for p in std::mem::take(&mut self.signals) {
+            deliver(&mut self.l, &p);
+        }
+        self.lane.drain(&mut self.store, &mut self.l);
+        let f = self.store.figures();
+        self.l.adopt(&f);
+    }
+
+    fn check(&self, op: &Op) -> Result<(), TestCaseError> {
+        let fail = |e: String| TestCaseError::fail(format!("after {op:?}: {e}"));
+        self.store.row_agrees(self.l.spec.max_qty).map_err(fail)?;
+        self.l.check_invariants().map_err(fail)?;
+        self.store.books_balance().map_err(fail)
+    }
+}
+
+/// A progress signal arrives: the listing adopts its figures if they are newer.
+fn deliver(l: &mut Listing, p: &Progress) {
+    l.adopt(&p.figures);
+    if let Some(due) = p.next_due {
+        l.expect_deadline(due);
+    }
+}
+
+fn step(w: &mut World, op: Op) {
+    let World {
+        store,
+        l,
+        lane,
+        now,
+        signals,
+    } = w;
     match op {
-        Op::Reserve {
-            key,
-            customer,
-            qty,
-            write_fails,
-        } => {
-            let item = ReserveItem {
+        Op::Reserve { key, customer, qty } => {
+            let request = Request {
                 order_id: order_id(key, customer),
                 customer_id: CustomerId::parse(format!("c{customer}")).unwrap(),
                 qty: Qty::new(qty).unwrap(),
-                answer_key: None,
             };
-            let taken: Vec<NewOrder> = l
-                .reserve(&[item], *now)
-                .into_iter()
-                .filter_map(|d| match d {
-                    Decided::Taken(o) => Some(o),
-                    _ => None,
-                })
-                .collect();
-            if write_fails {
-                l.release_held(&taken); // given up on and voided: nothing stays
+            reserve(store, l, signals, request, *now);
+        }
+        Op::Deliver { which, again } => {
+            if signals.is_empty() {
+                return;
+            }
+            let n = which as usize % signals.len();
+            let p = if again {
+                signals[n].clone()
             } else {
-                record(store, l, &taken);
+                signals.remove(n)
+            };
+            deliver(l, &p);
+        }
+        Op::Lose { which } => {
+            if !signals.is_empty() {
+                let n = which as usize % signals.len();
+                signals.remove(n);
             }
         }
         Op::Confirm => {
-            if let Ok(Some(due)) = l.confirm(*now) {
+            if l.confirm_refusal().is_some() || l.batch_status == BatchStatus::Confirmed {
+                return;
+            }
+            // The fence: the row's own figures decide.
+            let row = store.row();
+            let checked = confirm_check(&row, l.spec.min_qty);
+            let f = store.figures();
+            l.adopt(&f);
+            if checked.is_ok() {
+                store.phase = Some(Phase::Confirmed);
+                let due = l.terms().payment_due(*now);
+                l.confirmed(*now, due);
                 lane.sweep(SweepKind::Confirm, Some(due));
             }
         }
@@ -507,7 +639,7 @@ fn step(store: &mut Store, l: &mut Listing, lane: &mut Lane, now: &mut UnixMilli
         }
         Op::AdminCancel => {
             if l.cancel_window().is_ok() {
-                store.payments_open = false;
+                store.closed = true;
                 lane.sweep(SweepKind::WindowCancelled, None);
             }
         }
@@ -516,7 +648,7 @@ fn step(store: &mut Store, l: &mut Listing, lane: &mut Lane, now: &mut UnixMilli
             if l.phase.is_final() || l.closing || !lane.0.is_empty() {
                 return;
             }
-            store.payments_open = false;
+            store.closed = true;
             match l.close() {
                 Closing::Unformed => lane.sweep(SweepKind::Unformed, None),
                 Closing::Confirmed => {
@@ -543,82 +675,119 @@ proptest! {
         refund_under_threshold in any::<bool>(),
     ) {
         let policy = if refund_under_threshold { MinPaidPolicy::CancelAndRefund } else { MinPaidPolicy::ProduceWhatWasPaid };
-        let mut l = Listing::new(spec(min, min + extra, limit, policy));
-        let mut store = Store { payments_open: true, ..Store::default() };
-        let mut lane = Lane::default();
-        let mut now = UnixMillis(0);
+        let mut w = World::new(spec(min, min + extra, limit, policy));
         // Once the listing stops taking payments, the paid quantity never grows.
         let mut paid_when_closed: Option<u32> = None;
         for op in ops {
-            step(&mut store, &mut l, &mut lane, &mut now, op.clone());
-            prop_assert_eq!(l.held_qty, 0, "after {:?}", op);
-            if !store.payments_open {
-                let frozen = *paid_when_closed.get_or_insert(l.paid_qty);
-                prop_assert!(l.paid_qty <= frozen, "paid {} after closing at {} ({:?})", l.paid_qty, frozen, op);
+            step(&mut w, op.clone());
+            if w.store.closed {
+                let paid = w.store.row().sold - w.store.row().reserved;
+                let frozen = *paid_when_closed.get_or_insert(paid);
+                prop_assert!(paid <= frozen, "paid {} after closing at {} ({:?})", paid, frozen, op);
             }
-            store.figures_agree(&l).map_err(|e| TestCaseError::fail(format!("after {op:?}: {e}")))?;
-            store.books_balance().map_err(|e| TestCaseError::fail(format!("after {op:?}: {e}")))?;
+            w.check(&op)?;
         }
+        // Quiet (every signal delivered, every write done), the listing equals its row.
+        w.quiet();
+        w.store.figures_agree(&w.l).map_err(TestCaseError::fail)?;
         // Whatever came before, closing ends with every order settled and the books balanced.
-        lane.drain(&mut store, &mut l);
-        step(&mut store, &mut l, &mut lane, &mut now, Op::Close);
-        lane.drain(&mut store, &mut l);
-        store.figures_agree(&l).map_err(TestCaseError::fail)?;
-        store.books_balance().map_err(TestCaseError::fail)?;
-        prop_assert_eq!(l.reserved_qty, 0);
+        step(&mut w, Op::Close);
+        w.quiet();
+        w.store.figures_agree(&w.l).map_err(TestCaseError::fail)?;
+        w.check(&Op::Close)?;
+        prop_assert_eq!(w.l.reserved_qty, 0);
         // A late success for any attempt after close is refunded, never counted.
-        let paid_before = l.paid_qty;
-        let ids: Vec<PaymentId> = store.attempts.keys().cloned().collect();
+        let paid_before = w.l.paid_qty;
+        let ids: Vec<PaymentId> = w.store.attempts.keys().cloned().collect();
         for p in ids {
-            store.outcome(&p, PaymentOutcome::Succeeded);
-            l.adopt(&store.figures());
+            w.store.outcome(&p, PaymentOutcome::Succeeded);
+            let f = w.store.figures();
+            w.l.adopt(&f);
         }
-        prop_assert_eq!(l.paid_qty, paid_before);
-        store.books_balance().map_err(TestCaseError::fail)?;
+        prop_assert_eq!(w.l.paid_qty, paid_before);
+        w.store.books_balance().map_err(TestCaseError::fail)?;
     }
 }
 
 #[test]
 fn a_failed_then_succeeded_attempt_pays_and_a_cancel_refunds_exactly_it() {
-    let mut l = Listing::new(spec(1, 5, None, MinPaidPolicy::ProduceWhatWasPaid));
-    let mut store = Store {
-        payments_open: true,
-        ..Store::default()
-    };
-    let mut lane = Lane::default();
-    let mut now = UnixMillis(0);
+    let mut w = World::new(spec(1, 5, None, MinPaidPolicy::ProduceWhatWasPaid));
     step(
-        &mut store,
-        &mut l,
-        &mut lane,
-        &mut now,
+        &mut w,
         Op::Reserve {
             key: 0,
             customer: 0,
             qty: 1,
-            write_fails: false,
         },
     );
-    step(&mut store, &mut l, &mut lane, &mut now, Op::Confirm);
-    lane.drain(&mut store, &mut l);
+    step(&mut w, Op::Confirm);
+    assert_eq!(
+        w.l.batch_status,
+        BatchStatus::Confirmed,
+        "the row reached the threshold"
+    );
+    w.quiet();
     let order = order_id(0, 0);
     let (first, second) = (
         PaymentId::for_attempt(&order, 1),
         PaymentId::for_attempt(&order, 2),
     );
-    store.outcome(&first, PaymentOutcome::Failed);
-    l.adopt(&store.figures());
-    store.open_attempt(&order); // the customer retries
-    store.outcome(&first, PaymentOutcome::Succeeded); // attempt 1's late success
-    l.adopt(&store.figures());
-    assert_eq!(store.orders[&order].status, OrderStatus::Paid);
-    step(&mut store, &mut l, &mut lane, &mut now, Op::AdminCancel);
-    lane.drain(&mut store, &mut l);
-    assert_eq!(store.attempts[&first].status, PaymentStatus::Refunded);
-    assert_eq!(store.attempts[&second].status, PaymentStatus::Expired);
-    store.outcome(&second, PaymentOutcome::Succeeded); // charged after the cancel
-    l.adopt(&store.figures());
-    assert_eq!(store.attempts[&second].status, PaymentStatus::Refunded);
-    store.books_balance().unwrap();
-    store.figures_agree(&l).unwrap();
+    w.store.outcome(&first, PaymentOutcome::Failed);
+    w.store.open_attempt(&order); // the customer retries
+    w.store.outcome(&first, PaymentOutcome::Succeeded); // attempt 1's late success
+    assert_eq!(w.store.orders[&order].status, OrderStatus::Paid);
+    step(&mut w, Op::AdminCancel);
+    w.quiet();
+    assert_eq!(w.store.attempts[&first].status, PaymentStatus::Refunded);
+    assert_eq!(w.store.attempts[&second].status, PaymentStatus::Expired);
+    w.store.outcome(&second, PaymentOutcome::Succeeded); // charged after the cancel
+    assert_eq!(w.store.attempts[&second].status, PaymentStatus::Refunded);
+    w.quiet();
+    w.store.books_balance().unwrap();
+    w.store.figures_agree(&w.l).unwrap();
+}
+
+#[test]
+fn a_confirm_the_workflow_thinks_early_is_decided_by_the_row_and_lost_signals_are_made_good() {
+    let mut w = World::new(spec(2, 5, None, MinPaidPolicy::ProduceWhatWasPaid));
+    step(
+        &mut w,
+        Op::Reserve {
+            key: 0,
+            customer: 0,
+            qty: 1,
+        },
+    );
+    step(
+        &mut w,
+        Op::Reserve {
+            key: 1,
+            customer: 1,
+            qty: 1,
+        },
+    );
+    // Every progress signal is lost: the listing still thinks nothing is reserved.
+    step(&mut w, Op::Lose { which: 0 });
+    step(&mut w, Op::Lose { which: 0 });
+    assert_eq!(w.l.reserved_qty, 0);
+    // The fence reads the row: the threshold is reached there, so confirm goes ahead.
+    step(&mut w, Op::Confirm);
+    assert_eq!(w.l.batch_status, BatchStatus::Confirmed);
+    assert_eq!(
+        w.l.reserved_qty, 2,
+        "the fence's answer brought the row's figures"
+    );
+    // A reservation after the fence is asked to pay at once.
+    step(
+        &mut w,
+        Op::Reserve {
+            key: 2,
+            customer: 2,
+            qty: 1,
+        },
+    );
+    let late = order_id(2, 2);
+    assert_eq!(w.store.orders[&late].status, OrderStatus::PaymentRequested);
+    w.quiet();
+    w.store.figures_agree(&w.l).unwrap();
 }

@@ -4,26 +4,25 @@
 //! by its customer; a retry finds the attempt it opened).
 
 use super::ListingActivities;
-use super::effects::{Write, by_order};
-use super::rows::{self, Changes};
-use super::texts::Release;
-use crate::store::StoreError;
-use crate::unit::Unit;
 use sellwindow_domain::*;
+use sellwindow_store::db::StoreError;
+use sellwindow_store::effects::{Write, by_order};
+use sellwindow_store::listing_tx::ListingTx;
+use sellwindow_store::rows::{self, Changes};
+use sellwindow_store::texts::Release;
 use sellwindow_workflows::listing::contract::{ChangeOrder, OrderChange, OrderChanged};
-use sellwindow_workflows::machine::{OrderRefusal, customer_cancel};
+use sellwindow_workflows::machine::customer_cancel;
 
 impl ListingActivities {
     pub async fn change_order_tx(&self, w: &ChangeOrder) -> Result<OrderChanged, StoreError> {
-        let mut u = Unit::begin(&self.store, &w.listing, w.at).await?;
-        let locked = u.lock().await?;
+        let mut u = ListingTx::begin(&self.store, &w.listing, w.at).await?;
+        let mut locked = u.lock().await?;
         let id = &w.order.order_id;
         let mut orders = rows::orders_by_id(&mut u, &w.listing, &[id]).await?;
         let answer = match orders.get_mut(id) {
-            None => OrderChanged::Refused(OrderRefusal::NotFound),
-            Some(o) if o.voided_at.is_some() => OrderChanged::Refused(OrderRefusal::NotFound),
+            None => OrderChanged::Refused(Refusal::UnknownOrder),
             Some(o) if o.customer_id != w.order.customer_id => {
-                OrderChanged::Refused(OrderRefusal::NotYours)
+                OrderChanged::Refused(Refusal::NotYours)
             }
             Some(order) => {
                 let mut tried = by_order(rows::attempts_of(&mut u, &[id]).await?)
@@ -50,7 +49,7 @@ impl ListingActivities {
                     ..
                 } = write;
                 changes
-                    .write(&mut done, &w.listing, w.at, locked.reopens())
+                    .write(&mut done, &w.listing, w.at, &mut locked)
                     .await?;
                 u = done;
                 match view {
@@ -78,9 +77,9 @@ fn retry(
     write: &mut Write<'_>,
     order: &rows::OrderRow,
     tried: &[rows::AttemptRow],
-) -> Result<OrderView, OrderRefusal> {
+) -> Result<OrderView, Refusal> {
     if order.status != OrderStatus::PaymentRequested {
-        return Err(OrderRefusal::Status(order.status));
+        return Err(Refusal::OrderIs(order.status));
     }
     let open = tried
         .iter()

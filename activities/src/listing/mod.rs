@@ -6,24 +6,19 @@
 //! carries, so it may run again.
 
 mod change;
-mod effects;
+mod fence;
 mod milestone;
 mod payments;
-mod record;
-mod rows;
 mod sweep;
-pub mod texts;
 
-use crate::notify::NotificationSink;
-use crate::store::{Store, StoreError};
+use crate::fail;
 use crate::timings::{WriteKind, WriteTimes};
-use crate::unit::fail;
-use sellwindow_domain::Figures;
+use sellwindow_domain::Progress;
+use sellwindow_store::{NotificationSink, Store, StoreError};
 use sellwindow_workflows::listing::contract::{
-    ApplyInbox, ApplyPayments, ChangeOrder, Inboxed, Milestone, OrderChanged, RecordOrders,
-    Recorded, SweepChunk, Swept, VoidOrders, defs,
+    ApplyInbox, ChangeOrder, Confirm, Confirmed, Inboxed, Milestone, OrderChanged, ReadRow,
+    SweepChunk, Swept, defs,
 };
-use sellwindow_workflows::payload::Json;
 use std::sync::Arc;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -33,22 +28,15 @@ pub struct ListingActivities {
     sink: Arc<dyn NotificationSink>,
     /// Base of the pay links sent to customers, e.g. `http://127.0.0.1:8080`.
     public_base_url: String,
-    faults: Arc<crate::Faults>,
     times: Arc<WriteTimes>,
 }
 
 impl ListingActivities {
-    pub fn new(
-        store: Store,
-        sink: Arc<dyn NotificationSink>,
-        public_base_url: String,
-        faults: Arc<crate::Faults>,
-    ) -> Self {
+    pub fn new(store: Store, sink: Arc<dyn NotificationSink>, public_base_url: String) -> Self {
         Self {
             store,
             sink,
             public_base_url: public_base_url.trim_end_matches('/').to_string(),
-            faults,
             times: Arc::default(),
         }
     }
@@ -73,40 +61,6 @@ impl ListingActivities {
 
 #[activities]
 impl ListingActivities {
-    #[activity(definition = defs::RecordOrders)]
-    pub async fn record_orders(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        w: Json<RecordOrders>,
-    ) -> Result<Json<Recorded>, ActivityError> {
-        let Json(w) = w;
-        self.faults.before_reservation_write().await;
-        self.times.orders(w.orders.len());
-        self.timed(WriteKind::RecordOrders, self.record_orders_tx(&w))
-            .await
-            .map(Json)
-    }
-
-    #[activity(definition = defs::VoidOrders)]
-    pub async fn void_orders(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        w: VoidOrders,
-    ) -> Result<Figures, ActivityError> {
-        self.timed(WriteKind::VoidOrders, self.void_orders_tx(&w))
-            .await
-    }
-
-    #[activity(definition = defs::ApplyPayments)]
-    pub async fn apply_payments(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        w: ApplyPayments,
-    ) -> Result<Figures, ActivityError> {
-        self.timed(WriteKind::ApplyPayments, self.apply_payments_tx(&w))
-            .await
-    }
-
     #[activity(definition = defs::ApplyInbox)]
     pub async fn apply_inbox(
         self: Arc<Self>,
@@ -134,6 +88,24 @@ impl ListingActivities {
         w: SweepChunk,
     ) -> Result<Swept, ActivityError> {
         self.timed(WriteKind::Sweep, self.sweep_tx(&w)).await
+    }
+
+    #[activity(definition = defs::Confirm)]
+    pub async fn confirm(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        w: Confirm,
+    ) -> Result<Confirmed, ActivityError> {
+        self.timed(WriteKind::Confirm, self.confirm_tx(&w)).await
+    }
+
+    #[activity(definition = defs::ReadRow)]
+    pub async fn read_row(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        w: ReadRow,
+    ) -> Result<Progress, ActivityError> {
+        self.timed(WriteKind::ReadRow, self.read_row_tx(&w)).await
     }
 
     #[activity(definition = defs::Milestone)]

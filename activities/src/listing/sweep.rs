@@ -3,20 +3,20 @@
 //! of orders is a bounded number of small writes.
 
 use super::ListingActivities;
-use super::effects::{Write, by_order};
-use super::rows::{self, Changes};
-use super::texts::{self, Release};
-use crate::store::{Recipient, StoreError};
-use crate::unit::Unit;
 use sellwindow_domain::*;
+use sellwindow_store::db::{Recipient, StoreError};
+use sellwindow_store::effects::{Write, by_order};
+use sellwindow_store::listing_tx::ListingTx;
+use sellwindow_store::rows::{self, Changes};
+use sellwindow_store::texts::{self, Release};
 use sellwindow_workflows::listing::contract::{SweepChunk, Swept};
 use sellwindow_workflows::machine::SweepKind;
 use serde_json::json;
 
 impl ListingActivities {
     pub async fn sweep_tx(&self, w: &SweepChunk) -> Result<Swept, StoreError> {
-        let mut u = Unit::begin(&self.store, &w.listing, w.at).await?;
-        let locked = u.lock().await?;
+        let mut u = ListingTx::begin(&self.store, &w.listing, w.at).await?;
+        let mut locked = u.lock().await?;
         let mut chunk =
             rows::candidates(&mut u, &w.listing, w.kind, w.due, w.after.as_ref(), w.limit).await?;
         let ids: Vec<&OrderId> = chunk.iter().map(|o| &o.id).collect();
@@ -55,11 +55,9 @@ impl ListingActivities {
         let done = chunk.len() < w.limit as usize;
         let last = chunk.last().map(|o| o.id.clone());
         let Write { mut u, changes, .. } = write;
-        changes
-            .write(&mut u, &w.listing, w.at, locked.reopens())
-            .await?;
+        changes.write(&mut u, &w.listing, w.at, &mut locked).await?;
         let next_due = if done && w.kind == SweepKind::Deadline {
-            next_due(&mut u, &w.listing).await?
+            sellwindow_store::queries::next_due(&mut u.tx, &w.listing).await?
         } else {
             None
         };
@@ -113,17 +111,4 @@ async fn ship(write: &mut Write<'_>, o: &rows::OrderRow) -> Result<(), StoreErro
         texts::shipped(&o.id, &pickup),
     );
     Ok(())
-}
-
-/// The earliest payment deadline still pending in the listing.
-async fn next_due(u: &mut Unit, listing: &ListingKey) -> Result<Option<UnixMillis>, StoreError> {
-    let due: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(payment_due_at) FROM orders WHERE sell_window_id = $1 AND product_id = $2 AND status = 'PAYMENT_REQUESTED' \
-         AND payment_due_at IS NOT NULL",
-    )
-    .bind(listing.sell_window_id.as_str())
-    .bind(listing.product_id.as_str())
-    .fetch_one(&mut *u.tx)
-    .await?;
-    Ok(due.map(UnixMillis))
 }

@@ -51,18 +51,21 @@ fn call<T>(headers: &HeaderMap, msg: T) -> tonic::Request<T> {
     r
 }
 
-/// A refusal, with the HTTP status that matches its gRPC code and words for people.
+/// A refusal, with the HTTP status that matches its gRPC code and words for people (a rule's
+/// refusal by its variant).
 fn refused(s: tonic::Status) -> Response {
     let m = s.message();
+    let sold_out = matches!(
+        crate::error::refusal_of(&s),
+        Some(sellwindow_domain::Refusal::NotEnoughQuota { .. })
+    );
     let (status, readable) = match s.code() {
         Code::InvalidArgument => (
             StatusCode::BAD_REQUEST,
             format!("Please check the form: {m}."),
         ),
         Code::NotFound => (StatusCode::NOT_FOUND, format!("Not found: {m}.")),
-        Code::ResourceExhausted if m.contains("not enough quota") => {
-            (StatusCode::CONFLICT, format!("Sold out: {m}."))
-        }
+        Code::ResourceExhausted if sold_out => (StatusCode::CONFLICT, format!("Sold out: {m}.")),
         Code::ResourceExhausted => (StatusCode::CONFLICT, format!("Not possible: {m}.")),
         Code::FailedPrecondition => (StatusCode::CONFLICT, format!("Not possible now: {m}.")),
         Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "Please sign in.".to_string()),

@@ -2,7 +2,7 @@
 //! whatever the rows say about themselves. Each case writes a small set of rows into a real
 //! store (SQLite, the schema as migrated) and checks them against a ledger.
 
-use sellwindow_activities::Store;
+use sellwindow_store::Store;
 use sellwindow_testkit::books::{self, Scope};
 use sellwindow_testkit::{Ledger, ProviderEvent};
 use std::time::Duration;

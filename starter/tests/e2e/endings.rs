@@ -19,33 +19,7 @@ const CHUNK: u32 = 40;
 
 /// Reserves `n` single units from `n / 4` customers, four each, concurrently.
 async fn fill(app: &TestApp, w: &pb::SellWindow, n: u32) {
-    let mut tasks = Vec::new();
-    for c in 0..n / 4 {
-        let (api, sw, p) = (
-            app.api.clone(),
-            w.id.clone(),
-            w.listings[0].product_id.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            for k in 0..4 {
-                api.customer()
-                    .reserve_order(ApiClient::req(
-                        pb::ReserveOrderRequest {
-                            sell_window_id: sw.clone(),
-                            product_id: p.clone(),
-                            qty: 1,
-                            idempotency_key: format!("{sw}-{k}"),
-                        },
-                        &api.customer_token(&format!("c-{c}")),
-                    ))
-                    .await
-                    .unwrap_or_else(|e| panic!("reservation {c}/{k} refused: {e:?}"));
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    app.reserve_many(w, n / 4, 4).await;
 }
 
 /// The open payments of a window, once `n` of them are open.
@@ -147,7 +121,7 @@ fn tuned() -> AppOptions {
         tuning: sellwindow_workflows::Tuning {
             sweep_chunk: CHUNK,
             handover_events: 300,
-            handover_updates: 1_000,
+            ..Default::default()
         },
         ..AppOptions::default()
     }
@@ -191,7 +165,7 @@ async fn an_admin_cancel_of_a_large_paid_listing_refunds_every_order_once_within
         )
         .await;
     assert_eq!(refunded, i64::from(ORDERS));
-    app.record_history(&w, "large_listing_cancelled").await;
+    app.record_hand_over(&w, "large_listing_cancelled").await;
     app.stop().await;
 }
 
@@ -286,8 +260,9 @@ async fn close_of_large_listings_fails_refunds_or_produces_and_ships_every_order
         notifications(&app, &produced).await.get("shipped").copied(),
         Some(ORDERS as usize)
     );
-    app.record_history(&produced, "large_listing_shipped").await;
-    app.record_history(&refunded, "large_listing_refunded_under_threshold")
+    app.record_hand_over(&produced, "large_listing_shipped")
+        .await;
+    app.record_hand_over(&refunded, "large_listing_refunded_under_threshold")
         .await;
     app.stop().await;
 }

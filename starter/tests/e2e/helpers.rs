@@ -3,17 +3,18 @@
 //! `SELLWINDOW_TEST_POSTGRES_URL` is set), an in-process worker, and the real API on free ports.
 //! Everything is stopped when the `TestApp` drops.
 
-use sellwindow_activities::Store;
-use sellwindow_activities::lists::{NotificationFilter, PageRequest};
-use sellwindow_activities::queries::{NotificationRow, WorkOrderRow};
 use sellwindow_api::Application;
 use sellwindow_api::pb;
 use sellwindow_domain::{CustomerId, SellWindowId};
 use sellwindow_runtime::{Config, Env};
+use sellwindow_store::Store;
+use sellwindow_store::lists::{NotificationFilter, PageRequest};
+use sellwindow_store::queries::{NotificationRow, WorkOrderRow};
 use sellwindow_testkit::{ApiClient, Ledger, Provider};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use tokio::process::{Child, Command};
 
 /// How long a wait may last before a test is taken to be hung. Never a measure of speed (the
@@ -516,23 +517,243 @@ impl TestApp {
             .items
     }
 
-    /// Saves the listing workflow's history for the replay test when
-    /// `SELLWINDOW_RECORD_HISTORIES` is set.
+    /// Saves, for the replay test (when `SELLWINDOW_RECORD_HISTORIES` is set), the listing
+    /// workflow's last run once it has completed: a recorded history runs to its end. A
+    /// listing the test left going is driven to an end first (cancelled while it takes
+    /// reservations, its work steps completed while in production).
     pub async fn record_history(&self, w: &pb::SellWindow, name: &str) {
         if std::env::var("SELLWINDOW_RECORD_HISTORIES").is_err() {
             return;
         }
+        self.drive_to_an_end(w).await;
+        use temporalio_client::WorkflowExecutionStatus;
+        let id = w.listings[0].workflow_id.clone();
         let h = self
             .temporal
-            .get_workflow_handle::<sellwindow_workflows::ListingWorkflow>(
-                &w.listings[0].workflow_id,
+            .get_workflow_handle::<sellwindow_workflows::SellWindow>(&id);
+        self.until("the listing's workflow to complete", HUNG, || async {
+            let d = h.describe(Default::default()).await.ok()?;
+            (d.status() == WorkflowExecutionStatus::Completed).then_some(())
+        })
+        .await;
+        self.save_run(&id, None, name).await;
+    }
+
+    async fn drive_to_an_end(&self, w: &pb::SellWindow) {
+        self.until("the listing to end", HUNG, || async {
+            let phase = self.api.sell_window(&w.id).await.unwrap().listings[0]
+                .phase
+                .clone();
+            let ended = ["SHIPPED", "NOTHING_TO_PRODUCE", "FAILED", "CANCELLED"];
+            if ended.contains(&phase.as_str()) {
+                return Some(());
+            }
+            self.push_to_an_end(w, &phase).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            None
+        })
+        .await;
+    }
+
+    async fn push_to_an_end(&self, w: &pb::SellWindow, phase: &str) {
+        match phase {
+            "OPEN" | "CONFIRMED" => {
+                let _ = self.cancel_window(w).await;
+            }
+            "IN_PRODUCTION" => {
+                let sw = SellWindowId::parse(w.id.clone()).unwrap();
+                for wo in self.work_orders(&sw).await {
+                    for (step, ..) in &wo.steps {
+                        let req = ApiClient::req(
+                            pb::CompleteWorkStepRequest {
+                                work_order_id: wo.id.clone(),
+                                step_id: step.clone(),
+                            },
+                            &self.admin(),
+                        );
+                        let _ = self.api.admin().complete_work_step(req).await;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Saves, for the replay test, the run of the listing's workflow before its current one:
+    /// a history that ends by handing over (continue-as-new).
+    pub async fn record_hand_over(&self, w: &pb::SellWindow, name: &str) {
+        if std::env::var("SELLWINDOW_RECORD_HISTORIES").is_err() {
+            return;
+        }
+        let id = w.listings[0].workflow_id.clone();
+        let latest = self.run_events(&id, None).await;
+        let previous = latest.iter().find_map(|e| match e.attributes.as_ref() {
+            Some(Attributes::WorkflowExecutionStartedEventAttributes(a))
+                if !a.continued_execution_run_id.is_empty() =>
+            {
+                Some(a.continued_execution_run_id.clone())
+            }
+            _ => None,
+        });
+        let previous = previous.expect("the listing handed over at least once");
+        self.save_run(&id, Some(previous), name).await;
+    }
+
+    /// `per_customer` single units for each of `customers` concurrent customers (`c-<n>`, keys
+    /// scoped to the window), every one taken.
+    pub async fn reserve_many(&self, w: &pb::SellWindow, customers: u32, per_customer: u32) {
+        let mut tasks = Vec::new();
+        for c in 0..customers {
+            let (api, sw, p) = (
+                self.api.clone(),
+                w.id.clone(),
+                w.listings[0].product_id.clone(),
             );
-        let json = h.fetch_history(Default::default()).to_json().await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                for k in 0..per_customer {
+                    api.customer()
+                        .reserve_order(ApiClient::req(
+                            pb::ReserveOrderRequest {
+                                sell_window_id: sw.clone(),
+                                product_id: p.clone(),
+                                qty: 1,
+                                idempotency_key: format!("{sw}-{k}"),
+                            },
+                            &api.customer_token(&format!("c-{c}")),
+                        ))
+                        .await
+                        .unwrap_or_else(|e| panic!("reservation {c}/{k} refused: {e:?}"));
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+
+    /// Makes the in-process API drop (or send again) every progress signal, as a crash between
+    /// a commit and its signal would.
+    pub fn drop_progress_signals(&self, dropping: bool) {
+        self.app
+            .as_ref()
+            .expect("the in-process API")
+            .progress_signals()
+            .drop_all(dropping);
+    }
+
+    /// Sends the listing's workflow a progress signal as an API process would.
+    pub async fn signal_progress(&self, w: &pb::SellWindow, p: sellwindow_domain::Progress) {
+        use sellwindow_workflows::SellWindow;
+        self.temporal
+            .get_workflow_handle::<SellWindow>(&w.listings[0].workflow_id)
+            .signal(SellWindow::progress, p, Default::default())
+            .await
+            .expect("a progress signal");
+    }
+
+    /// The kinds of the events of the listing workflow's current run, in order.
+    pub async fn run_event_names(&self, w: &pb::SellWindow) -> Vec<String> {
+        let events = self.run_events(&w.listings[0].workflow_id, None).await;
+        events
+            .iter()
+            .map(|e| {
+                let name = format!("{:?}", e.event_type());
+                name.trim_start_matches("EventType").to_string()
+            })
+            .collect()
+    }
+
+    /// How many runs of the listing's workflow ran the activity `name` (its type ends so).
+    pub async fn runs_running(&self, w: &pb::SellWindow, name: &str) -> usize {
+        let id = w.listings[0].workflow_id.clone();
+        let (mut runs, mut run) = (0, None);
+        loop {
+            let events = self.run_events(&id, run.take()).await;
+            let ran = events.iter().any(|e| {
+                matches!(&e.attributes, Some(Attributes::ActivityTaskScheduledEventAttributes(a))
+                    if a.activity_type.as_ref().is_some_and(|t| t.name.ends_with(name)))
+            });
+            runs += usize::from(ran);
+            match events.first().and_then(|e| e.attributes.as_ref()) {
+                Some(Attributes::WorkflowExecutionStartedEventAttributes(a))
+                    if !a.continued_execution_run_id.is_empty() =>
+                {
+                    run = Some(a.continued_execution_run_id.clone())
+                }
+                _ => return runs,
+            }
+        }
+    }
+
+    /// Why each run of the listing's workflow after the first was handed over to, oldest
+    /// first (read from what each run was started with).
+    pub async fn hand_overs(
+        &self,
+        w: &pb::SellWindow,
+    ) -> Vec<sellwindow_workflows::listing::start::HandOver> {
+        let id = w.listings[0].workflow_id.clone();
+        let (mut reasons, mut run) = (Vec::new(), None);
+        loop {
+            let events = self.run_events(&id, run.take()).await;
+            let Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) =
+                events.first().and_then(|e| e.attributes.as_ref())
+            else {
+                panic!("a run without its start");
+            };
+            if a.continued_execution_run_id.is_empty() {
+                reasons.reverse();
+                return reasons;
+            }
+            let input = a
+                .input
+                .as_ref()
+                .and_then(|p| p.payloads.first())
+                .expect("input");
+            let start: sellwindow_workflows::ListingRun =
+                serde_json::from_slice(&input.data).expect("a listing's start");
+            reasons.push(start.carried.expect("carried over").reason);
+            run = Some(a.continued_execution_run_id.clone());
+        }
+    }
+
+    async fn run_events(
+        &self,
+        workflow_id: &str,
+        run: Option<String>,
+    ) -> Vec<temporalio_common::protos::temporal::api::history::v1::HistoryEvent> {
+        self.run_of(workflow_id, run)
+            .fetch_history(Default::default())
+            .into_events()
+            .await
+            .expect("the run's history")
+    }
+
+    fn run_of(
+        &self,
+        workflow_id: &str,
+        run: Option<String>,
+    ) -> temporalio_client::UntypedWorkflowHandle<temporalio_client::Client> {
+        temporalio_client::WorkflowExecutionInfo::builder()
+            .namespace(self.cfg.temporal_namespace.clone())
+            .workflow_id(workflow_id.to_string())
+            .maybe_run_id(run)
+            .build()
+            .bind_untyped(self.temporal.clone())
+    }
+
+    async fn save_run(&self, workflow_id: &str, run: Option<String>, name: &str) {
+        let json = self
+            .run_of(workflow_id, run)
+            .fetch_history(Default::default())
+            .to_json()
+            .await
+            .unwrap();
         let dir = workspace_root().join("workflows/tests/histories");
+        std::fs::create_dir_all(&dir).unwrap();
         if json.len() < 200_000 {
             std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
         } else {
-            // Large ones (a listing that handed over) are kept compressed.
+            // Large ones are kept compressed.
             use std::io::Write;
             let file = std::fs::File::create(dir.join(format!("{name}.json.gz"))).unwrap();
             let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::best());
@@ -560,8 +781,6 @@ pub struct AppOptions {
     /// The history size (bytes) past which the server suggests continuing as new (4 MiB by
     /// default): small values make listings hand over by size in a test-sized run.
     pub suggest_continue_as_new_bytes: Option<u64>,
-    /// Fault injection for the in-process worker's activities.
-    pub faults: std::sync::Arc<sellwindow_activities::Faults>,
     /// The API's deadline for one call (10 s when not given).
     pub rpc_deadline: Option<Duration>,
     /// Calls the API serves at once (4,096 when not given).
@@ -639,20 +858,15 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     } else {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let worker_cfg = cfg.clone();
-        let faults = opts.faults.clone();
         let worker = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(sellwindow_worker::run_with_faults(
-                worker_cfg,
-                faults,
-                async {
-                    let _ = stop_rx.await;
-                },
-            ))
+            rt.block_on(sellwindow_worker::run(worker_cfg, async {
+                let _ = stop_rx.await;
+            }))
             .expect("worker");
         });
         (Some(stop_tx), Some(worker))
@@ -742,7 +956,7 @@ impl Relay {
 pub async fn wait_temporal_ready(client: &temporalio_client::Client, timeout: Duration) {
     let start = std::time::Instant::now();
     while start.elapsed() < timeout {
-        let h = client.get_workflow_handle::<sellwindow_workflows::ListingWorkflow>("probe");
+        let h = client.get_workflow_handle::<sellwindow_workflows::SellWindow>("probe");
         let probe =
             tokio::time::timeout(Duration::from_secs(5), h.describe(Default::default())).await;
         if let Ok(Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_))) = probe {
@@ -1133,11 +1347,11 @@ impl TestApp {
     /// The listing's figures as its workflow holds them, from the workflow's own query (the
     /// test fails if it does not answer).
     pub async fn workflow_figures(&self, w: &pb::SellWindow) -> sellwindow_domain::ListingFigures {
-        use sellwindow_workflows::ListingWorkflow;
+        use sellwindow_workflows::SellWindow;
         let h = self
             .temporal
-            .get_workflow_handle::<ListingWorkflow>(&w.listings[0].workflow_id);
-        let q = h.query(ListingWorkflow::figures, (), Default::default());
+            .get_workflow_handle::<SellWindow>(&w.listings[0].workflow_id);
+        let q = h.query(SellWindow::figures, (), Default::default());
         match tokio::time::timeout(Duration::from_secs(20), q).await {
             Ok(Ok(f)) => f,
             Ok(Err(e)) => panic!("the listing's workflow did not answer its query: {e:?}"),

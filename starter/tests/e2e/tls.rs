@@ -56,7 +56,7 @@ async fn a_worker_reaches_temporal_over_mutual_tls_and_a_client_without_a_certif
     let refusal = match sellwindow_runtime::connect_temporal_once(&anonymous).await {
         Err(e) => format!("{e:?}"),
         Ok(client) => {
-            let h = client.get_workflow_handle::<sellwindow_workflows::ListingWorkflow>("probe");
+            let h = client.get_workflow_handle::<sellwindow_workflows::SellWindow>("probe");
             match h.describe(Default::default()).await {
                 Ok(_) | Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_)) => {
                     panic!("a client without a certificate got through")

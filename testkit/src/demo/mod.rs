@@ -8,14 +8,45 @@ use std::time::Duration;
 mod more;
 pub use more::{run_expiries_and_refunds, run_failing};
 
+/// The main flow's customers, each reserving one unit.
+const CUSTOMERS: [&str; 3] = ["alice", "bob", "carol"];
+
 fn step(n: u32, text: &str) {
     println!("\n[{n:>2}] {text}");
 }
 
 /// Plays the main flow end to end and prints each step.
 pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Result<()> {
+    let (product, window) = create_product_and_window(api).await?;
+    let workflow_id = window.listings[0].workflow_id.clone();
+    let workflow_link = temporal_ui_link(ui_base, namespace, &workflow_id);
+    println!("     sell window {}; workflow {workflow_id}", window.id);
+    println!("     Temporal UI: {workflow_link}");
+    let orders = reserve_one_each(api, &window, &product).await?;
+    show_threshold_reached(api, &window).await?;
+    confirm_the_batch(api, &window, &product).await?;
+    pay_through_the_sandbox(api, &window, &orders).await?;
+    let wo = wait_for_production(api, &window).await?;
+    complete_the_work_steps(api, &window, &wo).await?;
+    print_the_event_log(api, &window).await?;
+    println!("\nDone. See the workflow in the Temporal UI: {workflow_link}");
+    Ok(())
+}
+
+/// Where the Temporal UI shows a workflow.
+fn temporal_ui_link(ui_base: &str, namespace: &str, workflow_id: &str) -> String {
+    format!(
+        "{}/namespaces/{namespace}/workflows/{}",
+        ui_base.trim_end_matches('/'),
+        workflow_id.replace('/', "%2F")
+    )
+}
+
+/// Step 1: the admin creates a product and a window selling it.
+async fn create_product_and_window(
+    api: &ApiClient,
+) -> anyhow::Result<(pb::Product, pb::SellWindow)> {
     let admin = api.admin_token();
-    let customers = ["alice", "bob", "carol"];
     step(
         1,
         "Admin creates a product and a sell window (threshold 3, cap 5, closes in 20 s)",
@@ -66,17 +97,18 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
         ))
         .await?
         .into_inner();
-    let workflow_id = window.listings[0].workflow_id.clone();
-    println!("     sell window {}; workflow {workflow_id}", window.id);
-    println!(
-        "     Temporal UI: {}/namespaces/{namespace}/workflows/{}",
-        ui_base.trim_end_matches('/'),
-        workflow_id.replace('/', "%2F")
-    );
+    Ok((product, window))
+}
 
+/// Step 2: each customer reserves one unit; their orders, by customer.
+async fn reserve_one_each(
+    api: &ApiClient,
+    window: &pb::SellWindow,
+    product: &pb::Product,
+) -> anyhow::Result<Vec<(&'static str, pb::Order)>> {
     step(2, "Customers reserve one mug each (no payment yet)");
     let mut orders = Vec::new();
-    for c in customers {
+    for c in CUSTOMERS {
         let o = api
             .customer()
             .reserve_order(ApiClient::req(
@@ -93,7 +125,11 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
         println!("     {c}: order {} {}", o.id, o.status);
         orders.push((c, o));
     }
+    Ok(orders)
+}
 
+/// Step 3: the threshold is reached, and the admin told.
+async fn show_threshold_reached(api: &ApiClient, window: &pb::SellWindow) -> anyhow::Result<()> {
     step(3, "Threshold reached: the admin is notified");
     let w = api
         .wait_for(&window.id, Duration::from_secs(10), |w| {
@@ -112,7 +148,7 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
                 sell_window_id: window.id.clone(),
                 ..Default::default()
             },
-            &admin,
+            &api.admin_token(),
         ))
         .await?
         .into_inner();
@@ -123,7 +159,15 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
     {
         println!("     → admin: {}", n.message);
     }
+    Ok(())
+}
 
+/// Step 4: the admin confirms the batch, which asks every reserving customer to pay.
+async fn confirm_the_batch(
+    api: &ApiClient,
+    window: &pb::SellWindow,
+    product: &pb::Product,
+) -> anyhow::Result<()> {
     step(
         4,
         "Admin confirms the batch: every reserving customer is asked to pay",
@@ -135,7 +179,7 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
                 sell_window_id: window.id.clone(),
                 product_id: product.id.clone(),
             },
-            &admin,
+            &api.admin_token(),
         ))
         .await?
         .into_inner();
@@ -143,32 +187,21 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
         "     batch {} {} · {} payment requests",
         confirmed.batch_id, confirmed.status, confirmed.payment_requested_orders
     );
+    Ok(())
+}
 
+/// Step 5: every customer pays at their pay link, through the sandbox.
+async fn pay_through_the_sandbox(
+    api: &ApiClient,
+    window: &pb::SellWindow,
+    orders: &[(&str, pb::Order)],
+) -> anyhow::Result<()> {
     step(
         5,
         "Customers pay through the payment sandbox (signed provider callbacks)",
     );
-    for (c, o) in &orders {
-        let token = api.customer_token(c);
-        let mut pay = None;
-        for _ in 0..50 {
-            let got = api
-                .customer()
-                .get_order(ApiClient::req(
-                    pb::GetOrderRequest {
-                        order_id: o.id.clone(),
-                    },
-                    &token,
-                ))
-                .await?
-                .into_inner();
-            if !got.payment_id.is_empty() {
-                pay = Some(got);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let got = pay.ok_or_else(|| anyhow::anyhow!("no payment link for {}", o.id))?;
+    for (c, o) in orders {
+        let got = order_with_pay_link(api, c, o).await?;
         println!("     {c}: pay link {}", got.pay_url);
         api.sandbox(&got.payment_id, "succeeded").await?;
     }
@@ -181,7 +214,40 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
         "     paid {} · reserved {}",
         w.listings[0].paid_qty, w.listings[0].reserved_qty
     );
+    Ok(())
+}
 
+/// The customer's order once it has a payment to pay (waiting up to 10 s for it).
+async fn order_with_pay_link(
+    api: &ApiClient,
+    customer: &str,
+    order: &pb::Order,
+) -> anyhow::Result<pb::Order> {
+    let token = api.customer_token(customer);
+    for _ in 0..50 {
+        let got = api
+            .customer()
+            .get_order(ApiClient::req(
+                pb::GetOrderRequest {
+                    order_id: order.id.clone(),
+                },
+                &token,
+            ))
+            .await?
+            .into_inner();
+        if !got.payment_id.is_empty() {
+            return Ok(got);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(anyhow::anyhow!("no payment link for {}", order.id))
+}
+
+/// Step 6: the window closes and production is scheduled; its work order.
+async fn wait_for_production(
+    api: &ApiClient,
+    window: &pb::SellWindow,
+) -> anyhow::Result<pb::WorkOrder> {
     step(
         6,
         "Waiting for close_at: the paid quantity is frozen and production is scheduled",
@@ -195,12 +261,21 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
         "     final paid quantity {} · phase {}",
         w.listings[0].final_paid_qty, w.listings[0].phase
     );
-    let wo = work_order(api, &window).await?;
+    let wo = work_order(api, window).await?;
     println!(
         "     work order {} {} for {} units",
         wo.id, wo.status, wo.product_qty
     );
+    Ok(wo)
+}
 
+/// Step 7: operators complete every work step; the last ships the orders, and the customers
+/// are told.
+async fn complete_the_work_steps(
+    api: &ApiClient,
+    window: &pb::SellWindow,
+    wo: &pb::WorkOrder,
+) -> anyhow::Result<()> {
     step(
         7,
         "Operators complete the work steps; the last one ships every paid order",
@@ -213,7 +288,7 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
                     work_order_id: wo.id.clone(),
                     step_id: s.id.clone(),
                 },
-                &admin,
+                &api.admin_token(),
             ))
             .await?
             .into_inner();
@@ -243,7 +318,11 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
     for n in &notes.notifications {
         println!("     → alice: {}", n.message);
     }
+    Ok(())
+}
 
+/// Step 8: the window's business events, in order.
+async fn print_the_event_log(api: &ApiClient, window: &pb::SellWindow) -> anyhow::Result<()> {
     step(8, "The business event log (seed event names, in order)");
     let events = api
         .admin()
@@ -253,7 +332,7 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
                 after_seq: 0,
                 ..Default::default()
             },
-            &admin,
+            &api.admin_token(),
         ))
         .await?
         .into_inner();
@@ -269,11 +348,6 @@ pub async fn run(api: &ApiClient, ui_base: &str, namespace: &str) -> anyhow::Res
             }
         );
     }
-    println!(
-        "\nDone. See the workflow in the Temporal UI: {}/namespaces/{namespace}/workflows/{}",
-        ui_base.trim_end_matches('/'),
-        workflow_id.replace('/', "%2F")
-    );
     Ok(())
 }
 

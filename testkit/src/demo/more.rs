@@ -31,8 +31,35 @@ pub async fn run_failing(api: &ApiClient) -> anyhow::Result<()> {
 pub async fn run_expiries_and_refunds(api: &ApiClient) -> anyhow::Result<()> {
     println!("\n== Expiries, a retry and a refund (cap 2, 3 s to pay, closes in 25 s)");
     let (w, p) = create_window(api, "Expiry window", 1, 2, 25_000, 3).await?;
-    let admin = api.admin_token();
-    let f = reserve(api, &w, &p, "frank", 2).await?;
+    let f = frank_does_not_pay_in_time(api, &w, &p).await?;
+    grace_pays_after_a_retry(api, &w, &p).await?;
+    // The sandbox no longer offers frank's expired payment: his provider reports it directly.
+    api.provider_reports(&f.payment_id, &f.id, "succeeded")
+        .await?;
+    println!("     frank's provider reports his payment after all: it is refunded, never counted");
+    produce_and_ship(api, &w).await?;
+    let notes = api
+        .customer()
+        .list_my_notifications(ApiClient::req(
+            pb::ListMyNotificationsRequest::default(),
+            &api.customer_token("frank"),
+        ))
+        .await?
+        .into_inner();
+    for n in &notes.notifications {
+        println!("     → frank: {}", n.message);
+    }
+    print_events(api, &w).await
+}
+
+/// Frank reserves the whole cap and the batch is confirmed, but his payment expires, which
+/// reopens the quota; his expired order.
+async fn frank_does_not_pay_in_time(
+    api: &ApiClient,
+    w: &pb::SellWindow,
+    p: &str,
+) -> anyhow::Result<pb::Order> {
+    let f = reserve(api, w, p, "frank", 2).await?;
     println!(
         "     frank reserves 2: the quota is full ({})",
         api.sell_window(&w.id).await?.listings[0].quota_status
@@ -41,9 +68,9 @@ pub async fn run_expiries_and_refunds(api: &ApiClient) -> anyhow::Result<()> {
         .confirm_batch(ApiClient::req(
             pb::ConfirmBatchRequest {
                 sell_window_id: w.id.clone(),
-                product_id: p.clone(),
+                product_id: p.into(),
             },
-            &admin,
+            &api.admin_token(),
         ))
         .await?;
     let f = order_until(api, "frank", &f.id, |o| !o.payment_id.is_empty()).await?;
@@ -53,7 +80,16 @@ pub async fn run_expiries_and_refunds(api: &ApiClient) -> anyhow::Result<()> {
         f.status,
         api.sell_window(&w.id).await?.listings[0].quota_status
     );
-    let g = reserve(api, &w, &p, "grace", 2).await?;
+    Ok(f)
+}
+
+/// Grace reserves the freed units; her card is declined, and she pays with a new link.
+async fn grace_pays_after_a_retry(
+    api: &ApiClient,
+    w: &pb::SellWindow,
+    p: &str,
+) -> anyhow::Result<()> {
+    let g = reserve(api, w, p, "grace", 2).await?;
     println!("     grace reserves the freed units: {}", g.status);
     let g = order_until(api, "grace", &g.id, |o| !o.payment_id.is_empty()).await?;
     api.sandbox(&g.payment_id, "failed").await?;
@@ -75,19 +111,20 @@ pub async fn run_expiries_and_refunds(api: &ApiClient) -> anyhow::Result<()> {
     api.sandbox(&g.payment_id, "succeeded").await?;
     order_until(api, "grace", &g.id, |o| o.status == "PAID").await?;
     println!("     grace paid");
-    // The sandbox no longer offers frank's expired payment: his provider reports it directly.
-    api.provider_reports(&f.payment_id, &f.id, "succeeded")
-        .await?;
-    println!("     frank's provider reports his payment after all: it is refunded, never counted");
-    let w2 = api
+    Ok(())
+}
+
+/// The window closes into production; every work step is completed, which ships the orders.
+async fn produce_and_ship(api: &ApiClient, w: &pb::SellWindow) -> anyhow::Result<()> {
+    let in_production = api
         .wait_for(&w.id, Duration::from_secs(60), |w| {
             w.listings[0].phase == "IN_PRODUCTION"
         })
         .await?;
-    let wo = work_order(api, &w).await?;
+    let wo = work_order(api, w).await?;
     println!(
         "     closed: {} paid, work order {} for {} units",
-        w2.listings[0].final_paid_qty, wo.id, wo.product_qty
+        in_production.listings[0].final_paid_qty, wo.id, wo.product_qty
     );
     for s in &wo.steps {
         api.admin()
@@ -96,7 +133,7 @@ pub async fn run_expiries_and_refunds(api: &ApiClient) -> anyhow::Result<()> {
                     work_order_id: wo.id.clone(),
                     step_id: s.id.clone(),
                 },
-                &admin,
+                &api.admin_token(),
             ))
             .await?;
     }
@@ -104,16 +141,5 @@ pub async fn run_expiries_and_refunds(api: &ApiClient) -> anyhow::Result<()> {
         w.listings[0].phase == "SHIPPED"
     })
     .await?;
-    let notes = api
-        .customer()
-        .list_my_notifications(ApiClient::req(
-            pb::ListMyNotificationsRequest::default(),
-            &api.customer_token("frank"),
-        ))
-        .await?
-        .into_inner();
-    for n in &notes.notifications {
-        println!("     → frank: {}", n.message);
-    }
-    print_events(api, &w).await
+    Ok(())
 }

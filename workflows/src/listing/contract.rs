@@ -1,70 +1,17 @@
 //! The listing's writes: the activities the workflow runs, declared here and implemented by
 //! the `activities` crate, with their inputs and answers. Every write takes the listing's lock
-//! first and is idempotent by what it carries: run again (a retry, or a workflow task that
-//! was lost and done again, perhaps with more in it), it changes nothing twice and answers
-//! with the listing's [`Figures`] as they are after it. All run as local activities: their
-//! inputs stay out of history, which records only their (small) answers.
+//! (the quota row's) first and is idempotent by what it carries: run again (a retry, or a
+//! workflow task that was lost and done again), it changes nothing twice and answers with the
+//! listing's [`Figures`] as they are after it.
 
-use crate::machine::{FinalOutcome, OrderRefusal, SweepKind};
-use crate::payload::Json;
+use crate::machine::{FinalOutcome, SweepKind};
 use sellwindow_domain::*;
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activity_definitions;
 use temporalio_sdk::activities::ActivityError;
 
-/// Writes a batch of new orders (the quota-locking write), with their first answers under the
-/// customers' idempotency keys, and for orders asked to pay at once their first payment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordOrders {
-    pub listing: ListingKey,
-    pub at: UnixMillis,
-    pub orders: Vec<NewOrder>,
-    pub answers: Vec<OrderAnswer>,
-    pub per_customer_limit: Option<u32>,
-}
-
-/// What the write did with each order of a [`RecordOrders`], in order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Recording {
-    /// Written; with its first payment when it was asked to pay at once.
-    New { payment_id: Option<PaymentId> },
-    /// Written before (a retried request): as it is now.
-    Existing(OrderView),
-    /// Over the listing's per-customer limit: not written.
-    OverLimit { limit: u32, held: u32 },
-    /// The listing stopped taking reservations: not written.
-    Closed,
-    /// The workflow gave this write up (its customer was told): not written.
-    Voided,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Recorded {
-    pub replies: Vec<Recording>,
-    pub figures: Figures,
-}
-
-/// A [`RecordOrders`] the workflow gave up on (its customers were told it failed): whatever
-/// an attempt of it committed is cancelled, and no attempt of it still running can commit
-/// (each order is left voided at this time; only a write decided later, a customer's retry
-/// under the same key, may bring it back).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VoidOrders {
-    pub listing: ListingKey,
-    pub at: UnixMillis,
-    pub orders: Vec<NewOrder>,
-}
-
-/// Verified provider outcomes, applied in arrival order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ApplyPayments {
-    pub listing: ListingKey,
-    pub at: UnixMillis,
-    pub results: Vec<PaymentResult>,
-}
-
 /// The listing's inbox: up to `limit` verified payment outcomes the API recorded and this
-/// listing has not applied yet, oldest first, applied as [`ApplyPayments`] does.
+/// listing has not applied yet, oldest first, each checked against the attempt it names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApplyInbox {
     pub listing: ListingKey,
@@ -100,7 +47,31 @@ pub enum OrderChange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum OrderChanged {
     Done { figures: Figures, view: OrderView },
-    Refused(OrderRefusal),
+    Refused(Refusal),
+}
+
+/// The confirm fence: under the listing's lock, the row's own figures decide whether the
+/// batch may be confirmed; if so the listing's phase becomes CONFIRMED there, so every
+/// reservation committed after it is asked to pay at once and every one before it is in the
+/// snapshot the confirm sweep asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Confirm {
+    pub listing: ListingKey,
+    pub at: UnixMillis,
+    pub batch_id: BatchId,
+    pub due: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Confirmed {
+    Done(Figures),
+    Refused(Refusal, Figures),
+}
+
+/// Reads the listing's row: its figures and the earliest payment deadline still pending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadRow {
+    pub listing: ListingKey,
 }
 
 /// One chunk of a sweep: up to `limit` candidate orders after `after` (by id).
@@ -138,8 +109,6 @@ pub struct Milestone {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MilestoneKind {
-    /// `batch.confirmed`; the RESERVED orders are then asked to pay by a sweep.
-    Confirmed { batch_id: BatchId, due: UnixMillis },
     /// close_at: `sell_window.finalize_requested`; the listing takes no payment from now on.
     Closing,
     /// Closed without a confirmed batch: `sell_window.failed`, the admin told.
@@ -170,18 +139,6 @@ pub struct ListingActivities;
 #[activity_definitions]
 impl ListingActivities {
     #[activity]
-    pub fn record_orders(w: Json<RecordOrders>) -> Result<Json<Recorded>, ActivityError> {
-        unimplemented!()
-    }
-    #[activity]
-    pub fn void_orders(w: VoidOrders) -> Result<Figures, ActivityError> {
-        unimplemented!()
-    }
-    #[activity]
-    pub fn apply_payments(w: ApplyPayments) -> Result<Figures, ActivityError> {
-        unimplemented!()
-    }
-    #[activity]
     pub fn apply_inbox(w: ApplyInbox) -> Result<Inboxed, ActivityError> {
         unimplemented!()
     }
@@ -195,6 +152,14 @@ impl ListingActivities {
     }
     #[activity]
     pub fn milestone(w: Milestone) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+    #[activity]
+    pub fn confirm(w: Confirm) -> Result<Confirmed, ActivityError> {
+        unimplemented!()
+    }
+    #[activity]
+    pub fn read_row(w: ReadRow) -> Result<Progress, ActivityError> {
         unimplemented!()
     }
 }

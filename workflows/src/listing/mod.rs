@@ -1,75 +1,68 @@
-//! The `SellWindow` workflow: one per listing, id [`sellwindow_domain::listing_workflow_id`], the single writer
-//! of the listing's quota. It holds the listing's figures and phases, never its orders (those
-//! are in the database), so its memory, its hand-over and its pause stay the same size however
-//! many orders it takes.
+//! The `SellWindow` workflow: one per listing, id [`sellwindow_domain::listing_workflow_id`],
+//! the owner of the listing's saga: its time (close_at, payment deadlines), its phases
+//! (confirm, close, cancel, production, shipping) and its payments. Reservations are not its
+//! to decide: the API commits them in the database, where the quota row arbitrates, and tells
+//! the workflow by progress signals. Every phase change the workflow makes is written in that
+//! row under its lock first (a fence), so each reservation is either before it (in the
+//! snapshot the workflow acts on) or after it (refused, or after confirm asked to pay).
 //!
-//! Every handler decides in the [`Listing`](crate::machine::Listing) before its first await,
-//! queues the writes its decision needs in a lane ([`lanes`]), and waits for their answers;
-//! the run method's writers ([`writers`]) write each lane in order and apply each write's
-//! answer to the figures; the run method tells the story ([`story`]). Handlers leave no
-//! bookkeeping behind: the run waits for the SDK's own count of running handlers.
+//! It holds the listing's figures and phases, never its orders (those are in the database),
+//! so its memory, its hand-over and its pause stay the same size however many orders it has.
+//! Handlers decide in the [`Listing`](crate::machine::Listing), queue the writes their
+//! decision needs ([`queue`]), and wait for their answers; the run method's writer
+//! ([`writes`]) writes them in order and applies each answer to the figures; the run method
+//! tells the listing's life ([`lifecycle`]). A refusal is a typed answer
+//! ([`crate::rejection::Answer`]); a validator turns an update away only while the listing
+//! hands over to its next run.
 
 pub mod contract;
-pub mod lanes;
-pub mod replies;
+pub mod lifecycle;
+pub mod queue;
 pub mod start;
-pub mod story;
-pub mod writers;
+pub mod writes;
 
-use crate::machine::{Decided, Listing, ListingRefusal, SweepKind};
-use crate::payload::Json;
-use crate::rejection::{HandlerError, refuse, refuse_order};
-use contract::{MilestoneKind, OrderChange, OrderChanged};
-use lanes::Lane;
+use crate::machine::{Listing, SweepKind};
+use crate::rejection::{Answer, HandlerError, handing_over};
+use contract::{Confirmed, MilestoneKind, OrderChange, OrderChanged};
+use queue::WriteQueue;
 use sellwindow_domain::*;
 use start::{ListingRun, Tuning};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination};
-use writers::{
-    Ordered, OrderedAnswer, Recordings, Reservation, milestone, now, ordered, reservations_written,
-    sweep_all,
-};
+use writes::{Write, Written, milestone, now, sweep_all, written};
 
 #[workflow]
-pub struct ListingWorkflow {
+pub struct SellWindow {
     listing: Listing,
     tuning: Tuning,
-    reservations: Lane<Reservation, Recordings>,
-    ordered: Lane<Ordered, OrderedAnswer>,
-    /// Handing over to a new run: updates are turned away, payment outcomes held.
+    writes: WriteQueue<Write, Written>,
+    /// Handing over to a new run: updates are turned away.
     draining: bool,
-    /// Payment outcomes held for the next run.
-    deferred: Vec<PaymentResult>,
     updates_this_run: u32,
     signals_this_run: u32,
-    /// A confirm is asking its orders to pay (close waits for it).
+    /// A confirm is writing its fence or asking its orders to pay (close and a second confirm
+    /// wait for it).
     confirming: bool,
     published_phase: Option<Phase>,
     last_deadline_sweep: Option<UnixMillis>,
+    /// When the listing last read its row for deadlines it may not have heard of.
+    last_look: Option<UnixMillis>,
     settle_until: Option<UnixMillis>,
     runs: u32,
 }
 
-impl ListingWorkflow {
+impl SellWindow {
     /// Nothing being written or waiting to be, and no handler running.
     fn quiet(&self, ctx: &WorkflowContext<Self>) -> bool {
-        self.reservations.idle() && self.ordered.idle() && ctx.all_handlers_finished()
+        self.writes.idle() && ctx.all_handlers_finished()
     }
 
-    /// The validators' first check: while handing over, every update is asked again later.
+    /// The validators' one check: while handing over, every update is asked again later.
     fn admits(&self) -> Result<(), HandlerError> {
         if self.draining {
-            Err(refuse(&ListingRefusal::HandingOver))
+            Err(handing_over())
         } else {
             Ok(())
-        }
-    }
-
-    fn takes_changes(&self) -> Result<(), HandlerError> {
-        self.admits()?;
-        match self.listing.cancel_refusal() {
-            Some(r) => Err(refuse(&r)),
-            None => Ok(()),
         }
     }
 }
@@ -78,75 +71,59 @@ fn failed(e: WorkflowTermination) -> HandlerError {
     format!("{e:?}").into()
 }
 
-/// Marks a confirm as asking its orders to pay; unmarked (and the reservations it held back
-/// let go) however the handler ends.
-struct Confirming(WorkflowContext<ListingWorkflow>);
+/// Marks a confirm in progress; unmarked however the handler ends.
+struct Confirming(WorkflowContext<SellWindow>);
 
 impl Confirming {
-    fn start(ctx: &WorkflowContext<ListingWorkflow>) -> Self {
-        ctx.state_mut(|s| {
-            s.confirming = true;
-            s.reservations.hold();
-        });
+    fn start(ctx: &WorkflowContext<SellWindow>) -> Self {
+        ctx.state_mut(|s| s.confirming = true);
         Self(ctx.clone())
     }
 }
 
 impl Drop for Confirming {
     fn drop(&mut self) {
-        self.0.state_mut(|s| {
-            s.confirming = false;
-            s.reservations.release();
-        });
+        self.0.state_mut(|s| s.confirming = false);
     }
 }
 
 #[workflow_methods]
-impl ListingWorkflow {
+impl SellWindow {
     #[init]
     pub fn new(_ctx: &WorkflowContextView, run: ListingRun) -> Self {
-        let mut ordered = Lane::default();
+        let mut writes = WriteQueue::default();
         // Whatever waits in the inbox (it may have come while the last run handed over).
-        ordered.push_unawaited(Ordered::Inbox);
+        writes.push_unawaited(Write::Inbox);
         let (listing, settle_until, runs) = match run.carried {
             None => (Listing::new(run.spec), None, 0),
-            Some(c) => {
-                // What arrived during the hand-over is applied before anything newer.
-                for r in c.deferred {
-                    ordered.push_unawaited(Ordered::Payments(vec![r]));
-                }
-                (c.listing, c.settle_until, c.runs)
-            }
+            Some(c) => (c.listing, c.settle_until, c.runs),
         };
         Self {
             listing,
             tuning: run.tuning,
-            reservations: Lane::default(),
-            ordered,
+            writes,
             draining: false,
-            deferred: Vec::new(),
             updates_this_run: 0,
             signals_this_run: 0,
             confirming: false,
             published_phase: None,
             last_deadline_sweep: None,
+            last_look: None,
             settle_until,
             runs,
         }
     }
 
-    #[run(name = "SellWindow")]
+    #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<ListingFigures> {
         use futures::FutureExt;
         let ctx: &WorkflowContext<Self> = ctx;
-        let story = story::story(ctx).fuse();
-        let reservations = writers::write_reservations(ctx).fuse();
-        let ordered = writers::write_ordered(ctx).fuse();
-        futures::pin_mut!(story, reservations, ordered);
+        let life = lifecycle::story(ctx).fuse();
+        let writer = writes::write_all(ctx).fuse();
+        futures::pin_mut!(life, writer);
         temporalio_sdk::workflows::select! {
-            done = story => done,
-            stopped = reservations => stopped.map(|never| match never {}),
-            stopped = ordered => stopped.map(|never| match never {}),
+            done = life => done,
+            stopped = writer => stopped.map(|never| match never {}),
         }
     }
 
@@ -155,121 +132,20 @@ impl ListingWorkflow {
         self.listing.figures()
     }
 
-    #[update_validator(reserve_v2)]
-    fn validate_reserve_v2(
-        &self,
-        _ctx: &WorkflowContextView,
-        Json(batch): &Json<Reservations>,
-    ) -> Result<(), HandlerError> {
-        self.admits()?;
-        if batch.items.is_empty() {
-            return Err(refuse(&ListingRefusal::EmptyBatch));
-        }
-        if !self.listing.takes_reservations() {
-            return Err(refuse(&ListingRefusal::Closed {
-                phase: self.listing.phase,
-            }));
-        }
-        Ok(())
-    }
-
-    /// Takes units for a batch of reservations (coalesced by the API) before anything is
-    /// awaited, has them written, and answers each in arrival order.
-    #[update]
-    pub async fn reserve_v2(
-        ctx: &mut WorkflowContext<Self>,
-        batch: Json<Reservations>,
-    ) -> Result<Json<ReserveReplies>, HandlerError> {
-        let Json(batch) = batch;
-        let ctx: &WorkflowContext<Self> = ctx;
-        let t = now(ctx);
-        let (items, decided, ticket) = ctx.state_mut(|s| {
-            s.updates_this_run += 1;
-            let (sw, p) = (&s.listing.spec.sell_window_id, &s.listing.spec.product_id);
-            let items: Vec<ReserveItem> = batch.items.iter().map(|r| r.item(sw, p)).collect();
-            let decided = s.listing.reserve(&items, t);
-            let orders: Vec<NewOrder> = decided
-                .iter()
-                .filter_map(|d| match d {
-                    Decided::Taken(o) => Some(o.clone()),
-                    _ => None,
-                })
-                .collect();
-            let answers = first_answers(&items, &orders);
-            let ticket =
-                (!orders.is_empty()).then(|| s.reservations.push(Reservation { orders, answers }));
-            (items, decided, ticket)
-        });
-        story::publish(ctx);
-        let recorded = match ticket {
-            None => Ok(Vec::new()),
-            Some(ticket) => {
-                ctx.wait_condition(move |s: &Self| s.reservations.is_done(ticket))
-                    .await
-                    .map_err(|_| failed(WorkflowTermination::cancelled()))?;
-                ctx.state_mut(|s| s.reservations.take_answer(ticket))
-                    .expect("a finished write has its answer")
+    /// Reservations committed in the row: its figures after them, and the earliest payment
+    /// deadline they were given. Late, repeated or reordered signals change nothing (the
+    /// latest figures by version win); a lost one is made good by the next, by any write's
+    /// answer, or by the listing reading its row.
+    #[signal]
+    pub async fn progress(ctx: &mut WorkflowContext<Self>, p: Progress) {
+        ctx.state_mut(|s| {
+            s.signals_this_run += 1;
+            s.listing.adopt(&p.figures);
+            if let Some(due) = p.next_due {
+                s.listing.expect_deadline(due);
             }
-        };
-        let (phase, unit_price) =
-            ctx.state(|s| (s.listing.phase, s.listing.spec.unit_price.clone()));
-        let outcomes = replies::answers(&items, &decided, recorded, phase);
-        Ok(Json(ReserveReplies {
-            unit_price,
-            replies: outcomes.into_iter().map(ReserveReply::from).collect(),
-        }))
-    }
-
-    #[update_validator(confirm)]
-    fn validate_confirm(
-        &self,
-        _ctx: &WorkflowContextView,
-        _input: &(),
-    ) -> Result<(), HandlerError> {
-        self.admits()?;
-        match self.listing.confirm_refusal() {
-            Some(r) => Err(refuse(&r)),
-            None => Ok(()),
-        }
-    }
-
-    /// Confirms the batch (the group formed): every reserving customer is asked to pay.
-    #[update]
-    pub async fn confirm(
-        ctx: &mut WorkflowContext<Self>,
-        _input: (),
-    ) -> Result<ConfirmOutcome, HandlerError> {
-        let ctx: &WorkflowContext<Self> = ctx;
-        let t = now(ctx);
-        let due = ctx
-            .state_mut(|s| {
-                s.updates_this_run += 1;
-                s.listing.confirm(t)
-            })
-            .map_err(|r| refuse(&r))?;
-        let mut asked = 0;
-        if let Some(due) = due {
-            // Reservations decided before the confirm are written RESERVED first, so the sweep
-            // finds them; those decided after wait for `batch.confirmed`.
-            let confirming = Confirming::start(ctx);
-            story::publish(ctx);
-            reservations_written(ctx).await.map_err(failed)?;
-            let batch_id = ctx.state(|s| s.listing.spec.batch_id());
-            milestone(ctx, MilestoneKind::Confirmed { batch_id, due })
-                .await
-                .map_err(failed)?;
-            ctx.state_mut(|s| s.reservations.release());
-            asked = sweep_all(ctx, SweepKind::Confirm, Some(due))
-                .await
-                .map_err(failed)?
-                .0;
-            drop(confirming);
-        }
-        Ok(ctx.state(|s| ConfirmOutcome {
-            batch_id: s.listing.spec.batch_id(),
-            confirmed_at: s.listing.confirmed_at.unwrap_or(t),
-            payment_requested_orders: asked,
-        }))
+        });
+        lifecycle::publish(ctx);
     }
 
     /// Verified provider outcomes wait in the listing's inbox: the API records each and pokes
@@ -280,23 +156,66 @@ impl ListingWorkflow {
         ctx.state_mut(|s| {
             s.signals_this_run += 1;
             // A run handing over leaves them to the next one, which looks at the inbox first.
-            if !s.draining && !s.ordered.pending().any(|j| matches!(j, Ordered::Inbox)) {
-                s.ordered.push_unawaited(Ordered::Inbox);
+            if !s.draining && !s.writes.pending().any(|j| matches!(j, Write::Inbox)) {
+                s.writes.push_unawaited(Write::Inbox);
             }
         });
     }
 
-    /// A verified provider callback carried by the signal itself (APIs of the first shape).
-    #[signal]
-    pub async fn payment_result(ctx: &mut WorkflowContext<Self>, r: PaymentResult) {
-        ctx.state_mut(|s| {
-            s.signals_this_run += 1;
-            if s.draining {
-                s.deferred.push(r);
-            } else {
-                s.ordered.push_unawaited(Ordered::Payments(vec![r]));
-            }
+    #[update_validator(confirm)]
+    fn validate_confirm(&self, _ctx: &WorkflowContextView, _: &()) -> Result<(), HandlerError> {
+        self.admits()
+    }
+
+    /// Confirms the batch (the group formed): the fence is written in the row, whose own
+    /// figures decide whether the threshold is reached; then every order reserved before it is
+    /// asked to pay.
+    #[update]
+    pub async fn confirm(
+        ctx: &mut WorkflowContext<Self>,
+        _input: (),
+    ) -> Result<Answer<ConfirmOutcome>, HandlerError> {
+        let ctx: &WorkflowContext<Self> = ctx;
+        ctx.state_mut(|s| s.updates_this_run += 1);
+        // A second confirm waits for the first and returns the same batch.
+        ctx.wait_condition(|s: &Self| !s.confirming)
+            .await
+            .map_err(|_| failed(WorkflowTermination::cancelled()))?;
+        let (refusal, confirmed) = ctx.state(|s| {
+            (
+                s.listing.confirm_refusal(),
+                s.listing.batch_status == BatchStatus::Confirmed,
+            )
         });
+        if let Some(r) = refusal {
+            return Ok(Err(r));
+        }
+        let mut asked = 0;
+        if !confirmed {
+            let confirming = Confirming::start(ctx);
+            let t = now(ctx);
+            let (batch_id, due) =
+                ctx.state(|s| (s.listing.spec.batch_id(), s.listing.terms().payment_due(t)));
+            let job = Write::Confirm { batch_id, due };
+            let Written::Confirmed(answer) = written(ctx, job).await.map_err(failed)? else {
+                unreachable!("the confirm fence answers with its decision");
+            };
+            if let Confirmed::Refused(r, _) = answer {
+                return Ok(Err(r));
+            }
+            ctx.state_mut(|s| s.listing.confirmed(t, due));
+            lifecycle::publish(ctx);
+            asked = sweep_all(ctx, SweepKind::Confirm, Some(due))
+                .await
+                .map_err(failed)?
+                .0;
+            drop(confirming);
+        }
+        Ok(Ok(ctx.state(|s| ConfirmOutcome {
+            batch_id: s.listing.spec.batch_id(),
+            confirmed_at: s.listing.confirmed_at.unwrap_or_default(),
+            payment_requested_orders: asked,
+        })))
     }
 
     #[update_validator(cancel_order)]
@@ -305,7 +224,7 @@ impl ListingWorkflow {
         _ctx: &WorkflowContextView,
         _r: &CustomerOrder,
     ) -> Result<(), HandlerError> {
-        self.takes_changes()
+        self.admits()
     }
 
     /// A customer cancels their own RESERVED or PAYMENT_REQUESTED order; its units go back.
@@ -313,7 +232,7 @@ impl ListingWorkflow {
     pub async fn cancel_order(
         ctx: &mut WorkflowContext<Self>,
         r: CustomerOrder,
-    ) -> Result<OrderView, HandlerError> {
+    ) -> Result<Answer<OrderView>, HandlerError> {
         change(ctx, r, OrderChange::Cancel).await
     }
 
@@ -323,7 +242,7 @@ impl ListingWorkflow {
         _ctx: &WorkflowContextView,
         _r: &CustomerOrder,
     ) -> Result<(), HandlerError> {
-        self.takes_changes()
+        self.admits()
     }
 
     /// A new pay link after a failed attempt (the open one, if an attempt is still open).
@@ -331,7 +250,7 @@ impl ListingWorkflow {
     pub async fn retry_payment(
         ctx: &mut WorkflowContext<Self>,
         r: CustomerOrder,
-    ) -> Result<OrderView, HandlerError> {
+    ) -> Result<Answer<OrderView>, HandlerError> {
         change(ctx, r, OrderChange::RetryPayment).await
     }
 
@@ -341,52 +260,47 @@ impl ListingWorkflow {
         _ctx: &WorkflowContextView,
         _input: &(),
     ) -> Result<(), HandlerError> {
-        self.takes_changes()
+        self.admits()
     }
 
-    /// The admin cancels the listing before close: every order is cancelled and every paid
-    /// one refunded (the saga's compensation), a chunk of orders per write.
+    /// The admin cancels the listing before close: the fence is written (no reservation or
+    /// payment from then on), every order is cancelled and every paid one refunded (the saga's
+    /// compensation), a chunk of orders per write.
     #[update]
     pub async fn cancel_window(
         ctx: &mut WorkflowContext<Self>,
         _input: (),
-    ) -> Result<ListingFigures, HandlerError> {
+    ) -> Result<Answer<ListingFigures>, HandlerError> {
         let ctx: &WorkflowContext<Self> = ctx;
-        ctx.state_mut(|s| {
+        let decided = ctx.state_mut(|s| {
             s.updates_this_run += 1;
             s.listing.cancel_window()
-        })
-        .map_err(|r| refuse(&r))?;
-        story::publish(ctx);
+        });
+        if let Err(r) = decided {
+            return Ok(Err(r));
+        }
+        lifecycle::publish(ctx);
         async {
-            reservations_written(ctx).await?;
             milestone(ctx, MilestoneKind::CancelStarted).await?;
             sweep_all(ctx, SweepKind::WindowCancelled, None).await?;
-            milestone(
-                ctx,
-                MilestoneKind::Cancelled {
-                    final_paid_qty: None,
-                },
-            )
-            .await
+            let done = MilestoneKind::Cancelled {
+                final_paid_qty: None,
+            };
+            milestone(ctx, done).await
         }
         .await
         .map_err(failed)?;
-        story::publish(ctx);
-        Ok(ctx.state(|s| s.listing.figures()))
+        lifecycle::publish(ctx);
+        Ok(Ok(ctx.state(|s| s.listing.figures())))
     }
 
     #[update_validator(complete_step)]
     fn validate_complete_step(
         &self,
         _ctx: &WorkflowContextView,
-        step: &StepId,
+        _step: &StepId,
     ) -> Result<(), HandlerError> {
-        self.admits()?;
-        match self.listing.step_refusal(step) {
-            Some(r) => Err(refuse(&r)),
-            None => Ok(()),
-        }
+        self.admits()
     }
 
     /// An operator finished a work step; the last one completes production and ships every
@@ -395,78 +309,81 @@ impl ListingWorkflow {
     pub async fn complete_step(
         ctx: &mut WorkflowContext<Self>,
         step: StepId,
-    ) -> Result<StepOutcome, HandlerError> {
+    ) -> Result<Answer<StepOutcome>, HandlerError> {
         let ctx: &WorkflowContext<Self> = ctx;
-        let (changed, work_order_id) = ctx.state_mut(|s| {
+        let decided = ctx.state_mut(|s| {
             s.updates_this_run += 1;
-            (
-                s.listing.complete_step(&step),
-                s.listing.work_order_id.clone(),
-            )
-        });
-        let work_order_id = work_order_id.expect("validated: in production");
-        if let Some(last) = changed {
-            let done = MilestoneKind::StepDone {
-                work_order_id: work_order_id.clone(),
-                step_id: step.clone(),
-                last,
-            };
-            async {
-                milestone(ctx, done).await?;
-                if last {
-                    sweep_all(ctx, SweepKind::Ship, None).await?;
-                    let shipped = MilestoneKind::Shipped {
-                        work_order_id: work_order_id.clone(),
-                    };
-                    milestone(ctx, shipped).await?;
-                    ctx.state_mut(|s| s.listing.shipped());
-                }
-                WorkflowResult::Ok(())
+            match s.listing.step_refusal(&step) {
+                Some(r) => Err(r),
+                None => Ok((
+                    s.listing.complete_step(&step),
+                    s.listing.work_order_id.clone().expect("in production"),
+                )),
             }
-            .await
-            .map_err(failed)?;
-            story::publish(ctx);
+        });
+        let (changed, work_order_id) = match decided {
+            Ok(d) => d,
+            Err(r) => return Ok(Err(r)),
+        };
+        if let Some(last) = changed {
+            ship_if_last(ctx, &work_order_id, &step, last)
+                .await
+                .map_err(failed)?;
+            lifecycle::publish(ctx);
         }
-        Ok(StepOutcome {
+        Ok(Ok(StepOutcome {
             work_order_id,
             step_id: step,
             production_completed: ctx.state(|s| s.listing.steps.iter().all(|(_, done)| *done)),
-        })
+        }))
     }
 }
 
-/// The idempotency keys of the batch's new orders (the API sends one with each reservation).
-fn first_answers(items: &[ReserveItem], orders: &[NewOrder]) -> Vec<OrderAnswer> {
-    let taken: std::collections::BTreeSet<&OrderId> = orders.iter().map(|o| &o.order_id).collect();
-    let mut seen = std::collections::BTreeSet::new();
-    items
-        .iter()
-        .filter(|i| taken.contains(&i.order_id) && seen.insert(&i.order_id))
-        .filter_map(|i| {
-            Some(OrderAnswer {
-                customer_id: i.customer_id.clone(),
-                key: i.answer_key.clone()?,
-                order_id: i.order_id.clone(),
-            })
-        })
-        .collect()
+/// Writes a finished step; after the last one, ships every paid order.
+async fn ship_if_last(
+    ctx: &WorkflowContext<SellWindow>,
+    work_order_id: &WorkOrderId,
+    step: &StepId,
+    last: bool,
+) -> WorkflowResult<()> {
+    let done = MilestoneKind::StepDone {
+        work_order_id: work_order_id.clone(),
+        step_id: step.clone(),
+        last,
+    };
+    milestone(ctx, done).await?;
+    if last {
+        sweep_all(ctx, SweepKind::Ship, None).await?;
+        let shipped = MilestoneKind::Shipped {
+            work_order_id: work_order_id.clone(),
+        };
+        milestone(ctx, shipped).await?;
+        ctx.state_mut(|s| s.listing.shipped());
+    }
+    Ok(())
 }
 
-/// A customer's change to their order, written in the ordered lane; the write checks that the
-/// order is theirs and may change.
+/// A customer's change to their order, written in order with the listing's other writes; the
+/// write checks that the order is theirs and may change.
 async fn change(
-    ctx: &mut WorkflowContext<ListingWorkflow>,
+    ctx: &mut WorkflowContext<SellWindow>,
     r: CustomerOrder,
     change: OrderChange,
-) -> Result<OrderView, HandlerError> {
-    let ctx: &WorkflowContext<ListingWorkflow> = ctx;
-    ctx.state_mut(|s| s.updates_this_run += 1);
-    match ordered(ctx, Ordered::Change(r, change))
+) -> Result<Answer<OrderView>, HandlerError> {
+    let ctx: &WorkflowContext<SellWindow> = ctx;
+    let closed = ctx.state_mut(|s| {
+        s.updates_this_run += 1;
+        s.listing.cancel_refusal()
+    });
+    if let Some(r) = closed {
+        return Ok(Err(r));
+    }
+    match written(ctx, Write::Change(r, change))
         .await
         .map_err(failed)?
     {
-        OrderedAnswer::Changed(OrderChanged::Done { view, .. }) => Ok(view),
-        OrderedAnswer::Changed(OrderChanged::Refused(refusal)) => Err(refuse_order(&refusal)),
+        Written::Changed(OrderChanged::Done { view, .. }) => Ok(Ok(view)),
+        Written::Changed(OrderChanged::Refused(refusal)) => Ok(Err(refusal)),
         other => unreachable!("a change answers with the change: {other:?}"),
     }
 }

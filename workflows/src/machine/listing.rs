@@ -1,53 +1,18 @@
-//! The listing's rules: its quota, phases, batch and production, and its figures. It holds no
-//! orders (those live in the database) and so stays the same size however many orders the
-//! listing takes. It decides what needs no order's facts at once (whether units are left,
-//! whether the window takes reservations, confirms or cancels) and learns the rest from each
-//! write's answer: the database's [`Figures`] after it, the latest of which it adopts.
+//! The listing as its workflow sees it: phases, batch and production, and its figures. It
+//! holds no orders (those live in the database) and takes no reservations (the quota row
+//! decides those, [`super::quota`]), so it stays the same size however many orders the
+//! listing takes. It decides the saga's steps (confirm, close, cancel, what the paid quantity
+//! decides) and learns the figures from the row: every write of the workflow answers with the
+//! [`Figures`] after it, and the API's progress signals bring those of reservations; the
+//! latest by version is adopted.
 //!
 //! Invariants (checked by [`Listing::check_invariants`] after every step of the property
-//! tests): `sold_qty <= max_qty`; `sold_qty = reserved_qty + paid_qty`; units are only taken
-//! while `sold_qty + held_qty <= max_qty`; and, once every write has answered, the figures
-//! equal the database's.
+//! tests): `sold_qty <= max_qty`; `sold_qty = reserved_qty + paid_qty`; and, once the
+//! listing is quiet (every signal delivered), the figures equal the row's.
 
+use super::quota::{QuotaRow, Terms, quota_status};
 use sellwindow_domain::*;
 use serde::{Deserialize, Serialize};
-
-/// Why the listing refuses a request (mapped to a gRPC code in one place, [`crate::rejection`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ListingRefusal {
-    /// The window no longer takes this request in its phase (or is closing).
-    Closed {
-        phase: Phase,
-    },
-    ThresholdNotReached {
-        reserved: u32,
-        min: u32,
-    },
-    NotInProduction {
-        phase: Phase,
-    },
-    UnknownStep(StepId),
-    EmptyBatch,
-    /// The listing is moving to its next run: ask again shortly.
-    HandingOver,
-}
-
-impl std::fmt::Display for ListingRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Closed { phase } => write!(f, "the sell window is closed ({phase})"),
-            Self::ThresholdNotReached { reserved, min } => {
-                write!(f, "threshold not reached: {reserved} of {min} reserved")
-            }
-            Self::NotInProduction { phase } => {
-                write!(f, "the listing is {phase}, not in production")
-            }
-            Self::UnknownStep(step) => write!(f, "unknown step {step}"),
-            Self::EmptyBatch => f.write_str("empty reservation batch"),
-            Self::HandingOver => f.write_str(crate::rejection::HANDING_OVER),
-        }
-    }
-}
 
 /// What happens to the listing when close_at comes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,16 +34,6 @@ pub enum FinalOutcome {
     NothingToProduce,
     /// `CANCEL_AND_REFUND` and the paid quantity is under the threshold.
     CancelAndRefund,
-}
-
-/// One reservation of a batch, as decided: waiting for its write, or refused at once.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decided {
-    /// Units taken; the order is written as this.
-    Taken(NewOrder),
-    /// The same order as an earlier item of this batch (a retried request): its answer.
-    SameAs(usize),
-    Refused(Refusal),
 }
 
 /// The work step names a product without a template of its own goes through.
@@ -103,8 +58,6 @@ pub struct Listing {
     pub paid_qty: u32,
     /// The version of those figures.
     pub version: u64,
-    /// Units taken by reservations whose write has not answered yet.
-    pub held_qty: u32,
     /// The earliest payment deadline that may still be pending (the database knows them all).
     pub next_deadline: Option<UnixMillis>,
 }
@@ -124,7 +77,6 @@ impl Listing {
             sold_qty: 0,
             reserved_qty: 0,
             paid_qty: 0,
-            held_qty: 0,
             version: 0,
             next_deadline: None,
         }
@@ -134,91 +86,28 @@ impl Listing {
         self.phase.accepts_reservations() && !self.closing
     }
 
-    /// Units left to take. A write's figures may already count units still held for it (a
-    /// later write of the other lane answered first): then fewer are offered, never more.
-    fn available(&self) -> u32 {
-        self.spec
-            .max_qty
-            .saturating_sub(self.sold_qty + self.held_qty)
+    /// The quota row as the workflow last learned it (the row itself is the arbiter).
+    fn row(&self) -> QuotaRow {
+        QuotaRow {
+            phase: self.phase,
+            closed: self.closing,
+            sold: self.sold_qty,
+            reserved: self.reserved_qty,
+            threshold_reached: self.threshold_status == ThresholdStatus::Reached,
+        }
     }
 
     pub fn quota_status(&self) -> QuotaStatus {
-        if self.takes_reservations() && self.available() > 0 {
-            QuotaStatus::Open
-        } else {
-            QuotaStatus::Closed
-        }
+        quota_status(&self.row(), self.spec.max_qty)
     }
 
-    fn payment_due(&self, now: UnixMillis) -> UnixMillis {
-        now.plus_ms(self.spec.payment_window_ms)
-            .min(self.spec.close_at)
+    pub fn terms(&self) -> Terms {
+        Terms::of(&self.spec)
     }
 
-    /// Why reservations are refused now, if they are.
-    pub fn closed_reason(&self, now: UnixMillis) -> Option<Refusal> {
-        (!self.takes_reservations() || now >= self.spec.close_at)
-            .then_some(Refusal::WindowClosed { phase: self.phase })
-    }
-
-    /// Decides a batch of reservations in arrival order, taking the units at once (before any
-    /// await: two batches can never both take the last units). The write decides the rest
-    /// (a retried request's order already written, the per-customer limit).
-    pub fn reserve(&mut self, items: &[ReserveItem], now: UnixMillis) -> Vec<Decided> {
-        let confirmed = self.batch_status == BatchStatus::Confirmed;
-        let due = confirmed.then(|| self.payment_due(now));
-        let mut decided: Vec<Decided> = Vec::with_capacity(items.len());
-        for (n, item) in items.iter().enumerate() {
-            if let Some(first) = items[..n].iter().position(|i| i.order_id == item.order_id) {
-                decided.push(Decided::SameAs(first));
-                continue;
-            }
-            if let Some(refusal) = self.closed_reason(now) {
-                decided.push(Decided::Refused(refusal));
-                continue;
-            }
-            let available = self.available();
-            if item.qty.get() > available {
-                decided.push(Decided::Refused(Refusal::NotEnoughQuota { available }));
-                continue;
-            }
-            self.held_qty += item.qty.get();
-            decided.push(Decided::Taken(NewOrder {
-                order_id: item.order_id.clone(),
-                customer_id: item.customer_id.clone(),
-                qty: item.qty,
-                amount: self.spec.unit_price.times(item.qty.get()),
-                status: if confirmed {
-                    OrderStatus::PaymentRequested
-                } else {
-                    OrderStatus::Reserved
-                },
-                payment_due_at: due,
-            }));
-        }
-        decided
-    }
-
-    /// The write of `orders` answered: their held units become what the database holds.
-    pub fn recorded(&mut self, orders: &[NewOrder], figures: &Figures) {
-        self.release_held(orders);
-        self.adopt(figures);
-        if let Some(due) = orders.iter().filter_map(|o| o.payment_due_at).min() {
-            self.expect_deadline(due);
-        }
-    }
-
-    /// The write of `orders` failed for good: their held units go back.
-    pub fn release_held(&mut self, orders: &[NewOrder]) {
-        let qty: u32 = orders.iter().map(|o| o.qty.get()).sum();
-        self.held_qty = self
-            .held_qty
-            .checked_sub(qty)
-            .expect("only held units are released");
-    }
-
-    /// Takes a write's figures if they are later than the ones held. Answers of the two lanes
-    /// may arrive in either order; the version says which state is the later one.
+    /// Takes figures read from the row if they are later than the ones held. Writes' answers
+    /// and the API's progress signals arrive in any order, late, twice or not at all; the
+    /// version (moved on by every writer under the row's lock) says which is the later state.
     pub fn adopt(&mut self, f: &Figures) {
         if f.version <= self.version {
             return;
@@ -236,47 +125,36 @@ impl Listing {
         self.next_deadline = Some(self.next_deadline.map_or(due, |d| d.min(due)));
     }
 
-    /// Why confirm cannot happen now, if it cannot.
-    pub fn confirm_refusal(&self) -> Option<ListingRefusal> {
+    /// Why confirm cannot happen now, as far as the workflow knows without the row: a wrong
+    /// phase. Whether the threshold is reached is asked of the row under its lock
+    /// ([`confirm_check`](super::quota::confirm_check)), never of this copy.
+    pub fn confirm_refusal(&self) -> Option<Refusal> {
         if self.batch_status == BatchStatus::Confirmed {
             return None; // a second confirm returns the same batch
         }
         if self.phase != Phase::Open || self.closing {
-            return Some(ListingRefusal::Closed { phase: self.phase });
-        }
-        if self.threshold_status != ThresholdStatus::Reached {
-            return Some(ListingRefusal::ThresholdNotReached {
-                reserved: self.reserved_qty,
-                min: self.spec.min_qty,
-            });
+            return Some(Refusal::Closed { phase: self.phase });
         }
         None
     }
 
-    /// Confirms the batch. Returns the payment deadline of the orders it asks to pay, or
-    /// `None` for a repeated confirm.
-    pub fn confirm(&mut self, now: UnixMillis) -> Result<Option<UnixMillis>, ListingRefusal> {
-        if let Some(why) = self.confirm_refusal() {
-            return Err(why);
-        }
-        if self.batch_status == BatchStatus::Confirmed {
-            return Ok(None);
-        }
+    /// The row took the confirm (its fence is written): the batch is confirmed, and the
+    /// orders reserved before it are asked to pay by `due`.
+    pub fn confirmed(&mut self, now: UnixMillis, due: UnixMillis) {
         self.batch_status = BatchStatus::Confirmed;
-        self.confirmed_at = Some(now);
+        self.threshold_status = ThresholdStatus::Reached;
+        self.confirmed_at.get_or_insert(now);
         self.phase = Phase::Confirmed;
-        let due = self.payment_due(now);
         self.expect_deadline(due);
-        Ok(Some(due))
     }
 
     /// Why the admin cannot cancel now, if they cannot.
-    pub fn cancel_refusal(&self) -> Option<ListingRefusal> {
-        (!self.takes_reservations()).then_some(ListingRefusal::Closed { phase: self.phase })
+    pub fn cancel_refusal(&self) -> Option<Refusal> {
+        (!self.takes_reservations()).then_some(Refusal::Closed { phase: self.phase })
     }
 
     /// The admin cancels the window before close: every order is cancelled (a sweep).
-    pub fn cancel_window(&mut self) -> Result<(), ListingRefusal> {
+    pub fn cancel_window(&mut self) -> Result<(), Refusal> {
         if let Some(why) = self.cancel_refusal() {
             return Err(why);
         }
@@ -328,12 +206,12 @@ impl Listing {
     }
 
     /// Why a step cannot be completed, if it cannot.
-    pub fn step_refusal(&self, step: &StepId) -> Option<ListingRefusal> {
+    pub fn step_refusal(&self, step: &StepId) -> Option<Refusal> {
         if self.phase != Phase::InProduction {
-            return Some(ListingRefusal::NotInProduction { phase: self.phase });
+            return Some(Refusal::NotInProduction { phase: self.phase });
         }
         if !self.steps.iter().any(|(id, _)| id == step) {
-            return Some(ListingRefusal::UnknownStep(step.clone()));
+            return Some(Refusal::UnknownStep(step.clone()));
         }
         None
     }

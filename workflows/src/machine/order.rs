@@ -170,30 +170,11 @@ impl SweepKind {
 }
 
 /// A customer cancels their own order: only while it waits (RESERVED or PAYMENT_REQUESTED).
-pub fn customer_cancel(status: OrderStatus) -> Result<Move, OrderRefusal> {
+pub fn customer_cancel(status: OrderStatus) -> Result<Move, Refusal> {
     if status.counts_as_reserved() {
         Ok(Move::to(OrderStatus::Cancelled))
     } else {
-        Err(OrderRefusal::Status(status))
-    }
-}
-
-/// Why a customer's change to an order is refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OrderRefusal {
-    NotFound,
-    NotYours,
-    /// The order's status does not allow it (e.g. PAID cannot be cancelled by the customer).
-    Status(OrderStatus),
-}
-
-impl std::fmt::Display for OrderRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OrderRefusal::NotFound => f.write_str("unknown order"),
-            OrderRefusal::NotYours => f.write_str("this order belongs to another customer"),
-            OrderRefusal::Status(s) => write!(f, "the order is {s}"),
-        }
+        Err(Refusal::OrderIs(status))
     }
 }
 
@@ -292,7 +273,7 @@ mod tests {
             Expired
         );
         assert!(SweepKind::Ship.moves(Paid).unwrap().ship);
-        assert_eq!(customer_cancel(Paid), Err(OrderRefusal::Status(Paid)));
+        assert_eq!(customer_cancel(Paid), Err(Refusal::OrderIs(Paid)));
         for kind in [
             SweepKind::Confirm,
             SweepKind::Deadline,
