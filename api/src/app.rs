@@ -47,7 +47,7 @@ impl State {
                 progress.clone(),
                 metrics.clone(),
                 cfg.rpc_deadline,
-            ),
+            )?,
             progress,
             pokes: crate::pokes::Pokes::new(client.clone()),
             metrics,

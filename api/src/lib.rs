@@ -13,6 +13,7 @@ pub mod customer;
 pub mod error;
 pub mod history;
 pub mod http;
+pub mod lane;
 pub mod listing_calls;
 pub mod lists;
 pub mod metrics;

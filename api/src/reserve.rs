@@ -1,10 +1,12 @@
 //! `ReserveOrder`'s path: every reservation waiting in this API process joins the next reserve
 //! transaction (the store's group commit, [`sellwindow_store::reserve`]), of whatever listing;
 //! each customer is answered after it commits, and the listings' workflows are told by
-//! coalesced progress signals ([`crate::progress`]). No reservation waits on Temporal.
+//! coalesced progress signals ([`crate::progress`]). No reservation waits on Temporal. The
+//! transactions run on a thread of their own ([`crate::lane`]).
 
 use crate::batch::Batcher;
 use crate::error::ApiError;
+use crate::lane::Lane;
 use crate::metrics::{Metrics, Stage};
 use crate::progress::ProgressSignals;
 use sellwindow_store::Store;
@@ -34,20 +36,21 @@ impl Reservations {
         progress: Arc<ProgressSignals>,
         metrics: Arc<Metrics>,
         deadline: Duration,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
+        let lane = Lane::start(&store, cx)?;
         let batcher = Batcher::spawn_bounded(MAX_BATCH, IN_FLIGHT, MAX_WAITING, move |batch| {
-            let (store, cx, progress, metrics) =
-                (store.clone(), cx.clone(), progress.clone(), metrics.clone());
+            let (lane, progress, metrics) = (lane.clone(), progress.clone(), metrics.clone());
             async move {
                 let at = crate::convert::now_ms();
-                let reserve = store.reserve(&cx, &batch, at);
+                let n = batch.len();
+                let reserve = lane.reserve(batch, at);
                 let done = metrics.timed(Stage::Transaction, reserve).await?;
-                metrics.batch(batch.len());
+                metrics.batch(n);
                 progress.report(done.progress);
                 Ok(done.answers)
             }
         });
-        Self { batcher, deadline }
+        Ok(Self { batcher, deadline })
     }
 
     /// Whether a reservation now would be refused for the queue's length.

@@ -38,6 +38,7 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    url: String,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -60,23 +61,12 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Inconsistent(format!("cannot create {dir:?}: {e}")))?;
         }
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 15000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?;
-        let store = Self { pool, backend };
+        let pool = pool_options(backend).connect(url).await?;
+        let store = Self {
+            pool,
+            backend,
+            url: url.to_string(),
+        };
         match backend {
             Backend::Sqlite => store.migrate_sqlite().await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&store.pool).await?,
@@ -102,6 +92,21 @@ impl Store {
         }
     }
 
+    /// A pool of its own on the same database (no migrations: this store ran them). Its
+    /// connections open when first used, on the tokio runtime that uses them: a caller on a
+    /// runtime of its own gets database I/O that no task of another runtime queues behind.
+    /// An in-memory SQLite database is one per pool, so it is shared instead.
+    pub fn reopen(&self) -> StoreResult<Self> {
+        if self.backend == Backend::Sqlite && sqlite_path(&self.url).is_none() {
+            return Ok(self.clone());
+        }
+        Ok(Self {
+            pool: pool_options(self.backend).connect_lazy(&self.url)?,
+            backend: self.backend,
+            url: self.url.clone(),
+        })
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -118,6 +123,23 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+fn pool_options(backend: Backend) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 15000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                }
+                Ok(())
+            })
+        })
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
