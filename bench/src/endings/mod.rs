@@ -131,9 +131,20 @@ async fn count(stack: &Stack, sql: &str, l: &Listing) -> anyhow::Result<i64> {
 /// failing never gets there).
 const STALL: Duration = Duration::from_secs(300);
 
+/// The newest event of the listing's window: it moves while the listing's writes go on, also
+/// while a count waited on does not (a phase changes once, after every sweep of a close).
+async fn latest_event(stack: &Stack, l: &Listing) -> anyhow::Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE sell_window_id = $1")
+            .bind(&l.sw)
+            .fetch_one(stack.store.pool())
+            .await?,
+    )
+}
+
 /// Waits until the count reaches `want`; returns the seconds it took from `since`. Every 30 s
 /// it says where it is and what Temporal says of the listing; it gives up after [`STALL`]
-/// without progress.
+/// without progress (neither the count nor the listing's events moving).
 pub(crate) async fn until_count(
     stack: &Stack,
     sql: &str,
@@ -142,6 +153,7 @@ pub(crate) async fn until_count(
     since: Instant,
 ) -> anyhow::Result<f64> {
     let (mut last, mut moved) = (-1, Instant::now());
+    let mut last_event = latest_event(stack, l).await?;
     let mut report_at = Instant::now() + Duration::from_secs(30);
     loop {
         let got = count(stack, sql, l).await?;
@@ -152,6 +164,10 @@ pub(crate) async fn until_count(
             (last, moved) = (got, Instant::now());
         }
         if moved.elapsed() > STALL || Instant::now() > report_at {
+            let event = latest_event(stack, l).await?;
+            if event != last_event {
+                (last_event, moved) = (event, Instant::now());
+            }
             let why = crate::runs::diagnose(stack, &l.workflow_id).await;
             anyhow::ensure!(
                 moved.elapsed() <= STALL,
