@@ -1,4 +1,4 @@
-//! Every other branch of the seed and the rules DESIGN.md decides: failed and expired payments,
+//! Every other branch of the seed and the rules the README's flow decides: failed and expired payments,
 //! quota closing and reopening, customer and admin cancels, late payments, the finalize
 //! outcomes, and the per-customer limit — each against the real parts.
 
